@@ -1,0 +1,141 @@
+"""Settings: one typed object, built by the composition roots (web app, CLI) at startup.
+
+Sources, lowest priority first: ``.env``, then ``.env.local`` (both in the working directory),
+then the real environment. Nothing below the composition roots reads this object: they are
+handed plain values, so tests build any configuration without touching the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import re
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+MIN_SECRET_BYTES = 16
+_WHERE_TO_FIND = (
+    "copy it from Clerk Dashboard → Webhooks → your endpoint → Signing Secret "
+    "and set it in the environment or in .env.local"
+)
+
+
+class Settings(BaseSettings):
+    """Everything clerk-sync can be told; each field is one environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=(".env", ".env.local"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    clerk_webhook_secret: str = Field(
+        default="",
+        description="One `whsec_…` signing secret, or several separated by spaces or commas "
+        "(during rotation a delivery is valid if any of them verifies it).",
+    )
+    database_url: str = Field(
+        default="sqlite:///clerk_sync.db",
+        description="SQLAlchemy URL. `postgresql://…` uses psycopg 3.",
+    )
+    admin_token: str = Field(
+        default="",
+        description="Bearer token for the read API; when empty the read API answers 404.",
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="How far `svix-timestamp` may be from now, in either direction.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest webhook body accepted; larger ones get 413 unread.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite durability: FULL survives power loss, NORMAL only a process crash.",
+    )
+    batch_max: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Most deliveries committed together in one transaction (group commit).",
+    )
+    on_user_deleted: str = Field(
+        default="",
+        description="Comma-separated `module:function` cleanup hooks run inside the delete "
+        "transaction, each called as `fn(connection, user_id)`.",
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+
+    def webhook_secrets(self) -> list[str]:
+        """The configured secrets, checked; raises :class:`ConfigError` with the fix."""
+        return parse_secrets(self.clerk_webhook_secret)
+
+    def sqlalchemy_url(self) -> str:
+        """``database_url`` with PostgreSQL URLs pointed at the psycopg 3 driver."""
+        return normalize_database_url(self.database_url)
+
+    def hook_paths(self) -> list[str]:
+        return [p.strip() for p in self.on_user_deleted.split(",") if p.strip()]
+
+
+def parse_secrets(raw: str) -> list[str]:
+    """Split and validate ``CLERK_WEBHOOK_SECRET``; the message never contains a secret."""
+    parts = [p for p in re.split(r"[\s,]+", raw.strip()) if p]
+    if not parts:
+        raise ConfigError(f"CLERK_WEBHOOK_SECRET is not set: {_WHERE_TO_FIND}.")
+    for position, secret in enumerate(parts, start=1):
+        problem = secret_problem(secret)
+        if problem:
+            which = "" if len(parts) == 1 else f" (secret #{position})"
+            raise ConfigError(f"CLERK_WEBHOOK_SECRET{which} {problem}: {_WHERE_TO_FIND}.")
+    return parts
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot be a Svix signing secret, or None when it can."""
+    if not secret.startswith(SECRET_PREFIX):
+        return f"does not start with {SECRET_PREFIX!r}"
+    body = secret[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64 after the whsec_ prefix (a placeholder?)"
+    if len(key) < MIN_SECRET_BYTES:
+        return f"is too short ({len(key)} bytes; Svix secrets are at least {MIN_SECRET_BYTES})"
+    return None
+
+
+def normalize_database_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_hooks(paths: list[str]) -> list[Callable[..., None]]:
+    """Import ``module:function`` references; a bad one is a :class:`ConfigError` at startup."""
+    hooks: list[Callable[..., None]] = []
+    for path in paths:
+        module_name, _, attr = path.partition(":")
+        if not module_name or not attr:
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} must look like 'module:function'.")
+        try:
+            target = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} cannot be loaded: {exc}.") from None
+        if not callable(target):
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} is not callable.")
+        hooks.append(target)
+    return hooks

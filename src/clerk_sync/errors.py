@@ -1,0 +1,129 @@
+"""Every error clerk-sync raises on purpose, with its stable code, HTTP status and exit code.
+
+The web layer and the CLI render any :class:`ClerkSyncError` generically: the HTTP answer is
+``{"error": code, "detail": detail}`` with ``http_status``; the CLI prints the detail and exits
+with ``exit_code``. The ``code`` is also the anchor of the README's troubleshooting table, so
+codes never change once released.
+
+::
+
+    ClerkSyncError
+    ├── ConfigError                  config_invalid         exit 2   (startup refuses)
+    ├── SchemaError                  schema_outdated        exit 3   (run `clerk-sync db upgrade`)
+    ├── RejectedDelivery             (nothing is recorded for these; sent before any write)
+    │   ├── MissingHeader            missing_header         400
+    │   ├── MalformedHeader          malformed_header       400
+    │   ├── UnreadableBody           body_not_utf8          400
+    │   ├── PayloadTooLarge          payload_too_large      413
+    │   ├── TimestampOutOfTolerance  timestamp_out_of_tolerance 401
+    │   └── SignatureMismatch        signature_mismatch     401
+    ├── InvalidPayload               payload_not_json /     422  (authentic but can never apply:
+    │                                payload_invalid             recorded as `failed`, Svix told to
+    │                                                            stop retrying)
+    ├── StoreUnavailable             store_unavailable      503  (transient: Svix retries)
+    └── ApiError                     (read API)
+        ├── Unauthorized             unauthorized           401
+        ├── NotFound                 not_found              404
+        └── InvalidParameter         invalid_parameter      400
+"""
+
+from __future__ import annotations
+
+
+class ClerkSyncError(Exception):
+    """Root of the tree: carries what the web layer and the CLI need to answer."""
+
+    code: str = "internal_error"
+    http_status: int = 500
+    exit_code: int = 1
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON error body: the stable code and one sentence saying what to check."""
+        return {"error": self.code, "detail": self.detail}
+
+
+class ConfigError(ClerkSyncError):
+    """A setting is missing or malformed; raised at startup, never mid-request."""
+
+    code = "config_invalid"
+    exit_code = 2
+
+
+class SchemaError(ClerkSyncError):
+    """The database schema is behind the code (or ahead of it)."""
+
+    code = "schema_outdated"
+    exit_code = 3
+
+
+class RejectedDelivery(ClerkSyncError):
+    """A request that is refused before anything is written: not proven to come from Clerk."""
+
+    http_status = 400
+
+
+class MissingHeader(RejectedDelivery):
+    code = "missing_header"
+
+
+class MalformedHeader(RejectedDelivery):
+    code = "malformed_header"
+
+
+class UnreadableBody(RejectedDelivery):
+    code = "body_not_utf8"
+
+
+class PayloadTooLarge(RejectedDelivery):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class TimestampOutOfTolerance(RejectedDelivery):
+    code = "timestamp_out_of_tolerance"
+    http_status = 401
+
+
+class SignatureMismatch(RejectedDelivery):
+    code = "signature_mismatch"
+    http_status = 401
+
+
+class InvalidPayload(ClerkSyncError):
+    """Authentic, but can never be applied: recorded as ``failed``; retrying cannot help."""
+
+    code = "payload_invalid"
+    http_status = 422
+
+
+class StoreUnavailable(ClerkSyncError):
+    """The database could not commit; nothing was applied and a retry may succeed."""
+
+    code = "store_unavailable"
+    http_status = 503
+    exit_code = 4
+
+
+class ApiError(ClerkSyncError):
+    """Errors of the read API."""
+
+
+class Unauthorized(ApiError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class NotFound(ApiError):
+    code = "not_found"
+    http_status = 404
+
+
+class InvalidParameter(ApiError):
+    code = "invalid_parameter"
+    http_status = 400

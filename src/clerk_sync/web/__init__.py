@@ -1,0 +1,84 @@
+"""The ASGI application: ``create_app(settings)`` builds any configuration (tests, embedding)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+
+from ..committer import GroupCommitter
+from ..config import Settings, load_hooks
+from ..errors import ClerkSyncError
+from ..receiver import Receiver
+from ..store import ensure_schema, make_engine
+from ..store.engine import is_sqlite
+from ..sync import UserDeletedHook
+from ..verify import Verifier
+from .api import ReadApi
+from .responses import handle_error
+from .webhook import WebhookEndpoint
+
+WEBHOOK_PATH = "/api/webhooks/clerk"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    on_user_deleted: Sequence[UserDeletedHook] | None = None,
+) -> Starlette:
+    """Build the app. Settings are checked now (a bad secret raises :class:`ConfigError`);
+    the schema is checked, and an empty database migrated, when the app starts."""
+    verifier = Verifier(
+        settings.webhook_secrets(), tolerance_seconds=settings.webhook_tolerance_seconds
+    )
+    owns_engine = engine is None
+    if engine is None:
+        engine = make_engine(
+            settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous
+        )
+    hooks = (
+        list(on_user_deleted) if on_user_deleted is not None else load_hooks(settings.hook_paths())
+    )
+    receiver = Receiver(engine, on_user_deleted=hooks)
+    committer = GroupCommitter(
+        receiver, max_batch=settings.batch_max, writers=1 if is_sqlite(engine) else 4
+    )
+    api = ReadApi(engine, settings.admin_token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(ensure_schema, engine)
+        committer.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(committer.stop)
+            if owns_engine:
+                engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route(
+                WEBHOOK_PATH,
+                WebhookEndpoint(verifier, committer, settings.max_body_bytes).handle,
+                methods=["POST"],
+            ),
+            Route("/api/users/{user_id}", api.user, methods=["GET"]),
+            Route("/api/users", api.users, methods=["GET"]),
+            Route("/api/events", api.events, methods=["GET"]),
+            Route("/healthz", api.healthz, methods=["GET"]),
+        ],
+        exception_handlers={ClerkSyncError: handle_error},
+        lifespan=lifespan,
+    )
+    app.state.receiver = receiver
+    app.state.engine = engine
+    return app
+
+
+__all__ = ["WEBHOOK_PATH", "create_app"]
