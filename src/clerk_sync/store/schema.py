@@ -8,7 +8,7 @@ Applications add their own tables beside these and reference ``users.id`` with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -105,6 +106,6 @@ class Tombstone(Base):
 
 
 metadata = Base.metadata
-users_table = User.__table__
-events_table = Event.__table__
-tombstones_table = Tombstone.__table__
+users_table = cast(Table, User.__table__)
+events_table = cast(Table, Event.__table__)
+tombstones_table = cast(Table, Tombstone.__table__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Insert, delete, exists, select, text, update
+from sqlalchemy import Connection, Insert, Table, delete, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .schema import events_table, tombstones_table, users_table
@@ -18,7 +18,7 @@ from .schema import events_table, tombstones_table, users_table
 _USER_COLUMNS = [c.name for c in users_table.columns if c.name != "id"]
 
 
-def _insert(dialect: str, table: Any) -> Any:
+def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
@@ -41,7 +41,7 @@ def _upsert_user_stmt(dialect: str) -> Insert:
         index_elements=[users_table.c.id],
         set_={name: ins.excluded[name] for name in _USER_COLUMNS},
         where=ins.excluded.updated_at > users_table.c.updated_at,
-    )
+    ).returning(users_table.c.id)
 
 
 @cache
@@ -85,7 +85,8 @@ def stored_version(conn: Connection, user_id: str) -> int | None:
 
 def upsert_user(conn: Connection, values: dict[str, Any]) -> bool:
     """Insert or update the user if ``values`` is newer; returns whether a row changed."""
-    return conn.execute(_upsert_user_stmt(conn.dialect.name), values).rowcount > 0
+    # RETURNING rather than rowcount: not every driver reports rowcount for an upsert.
+    return conn.execute(_upsert_user_stmt(conn.dialect.name), values).first() is not None
 
 
 def add_tombstone(conn: Connection, entity_id: str, kind: str, deleted_at: int) -> None:
@@ -95,9 +96,9 @@ def add_tombstone(conn: Connection, entity_id: str, kind: str, deleted_at: int) 
     )
 
 
-def delete_user(conn: Connection, user_id: str) -> bool:
+def delete_user(conn: Connection, user_id: str) -> None:
     """Delete the row; the database cascades to rows that reference it."""
-    return conn.execute(delete(users_table).where(users_table.c.id == user_id)).rowcount > 0
+    conn.execute(delete(users_table).where(users_table.c.id == user_id))
 
 
 def erase_payloads(conn: Connection, subject_id: str, keep_seq: int) -> None:

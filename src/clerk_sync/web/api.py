@@ -7,6 +7,8 @@ nobody set a token for exposes nothing.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +21,8 @@ from ..store import reads
 from ..store.schema import EVENT_STATUSES
 from .responses import JSONResponse, error_response
 
+P = ParamSpec("P")
+R = TypeVar("R")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
@@ -90,7 +94,7 @@ def _limit(request: Request) -> int:
     return int(raw)
 
 
-async def _db(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
     except SQLAlchemyError as exc:
