@@ -10,12 +10,25 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, delete, exists, select, text, update
+from sqlalchemy import Connection, Insert, Table, bindparam, delete, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .schema import events_table, tombstones_table, users_table
 
 _USER_COLUMNS = [c.name for c in users_table.columns if c.name != "id"]
+
+# Built once: constructing a statement per call costs more than running it on SQLite.
+_IS_TOMBSTONED = select(exists().where(tombstones_table.c.id == bindparam("id")))
+_STORED_VERSION = select(users_table.c.updated_at).where(users_table.c.id == bindparam("id"))
+_DELETE_USER = delete(users_table).where(users_table.c.id == bindparam("id"))
+_FINISH = update(events_table).where(events_table.c.seq == bindparam("b_seq"))
+_ERASE = (
+    update(events_table)
+    .where(events_table.c.subject_id == bindparam("b_subject"))
+    .where(events_table.c.seq != bindparam("b_keep"))
+    .values(payload=None)
+)
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))")
 
 
 def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -61,26 +74,23 @@ def record_delivery(conn: Connection, values: dict[str, Any]) -> tuple[int, int,
 
 
 def finish_delivery(conn: Connection, seq: int, values: dict[str, Any]) -> None:
-    conn.execute(update(events_table).where(events_table.c.seq == seq).values(**values))
+    conn.execute(_FINISH, {"b_seq": seq, **values})
 
 
 def lock_subject(conn: Connection, subject_id: str) -> None:
     """Serialize writes about one subject across processes (PostgreSQL; SQLite's writer lock
     already does). Without it an update racing a delete could re-insert a deleted user."""
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": subject_id}
-        )
+        conn.execute(_ADVISORY_LOCK, {"id": subject_id})
 
 
 def is_tombstoned(conn: Connection, entity_id: str) -> bool:
-    stmt = select(exists().where(tombstones_table.c.id == entity_id))
-    return bool(conn.execute(stmt).scalar())
+    return bool(conn.execute(_IS_TOMBSTONED, {"id": entity_id}).scalar())
 
 
 def stored_version(conn: Connection, user_id: str) -> int | None:
-    stmt = select(users_table.c.updated_at).where(users_table.c.id == user_id)
-    return conn.execute(stmt).scalar()
+    version: int | None = conn.execute(_STORED_VERSION, {"id": user_id}).scalar()
+    return version
 
 
 def upsert_user(conn: Connection, values: dict[str, Any]) -> bool:
@@ -98,13 +108,9 @@ def add_tombstone(conn: Connection, entity_id: str, kind: str, deleted_at: int) 
 
 def delete_user(conn: Connection, user_id: str) -> None:
     """Delete the row; the database cascades to rows that reference it."""
-    conn.execute(delete(users_table).where(users_table.c.id == user_id))
+    conn.execute(_DELETE_USER, {"id": user_id})
 
 
 def erase_payloads(conn: Connection, subject_id: str, keep_seq: int) -> None:
     """Drop the stored bodies of a deleted subject's events: they hold personal data."""
-    conn.execute(
-        update(events_table)
-        .where(events_table.c.subject_id == subject_id, events_table.c.seq != keep_seq)
-        .values(payload=None)
-    )
+    conn.execute(_ERASE, {"b_subject": subject_id, "b_keep": keep_seq})
