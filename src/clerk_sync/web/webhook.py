@@ -106,6 +106,14 @@ def _log_line(
     level = logging.WARNING if outcome.startswith(("rejected", "failed")) else logging.INFO
     if log.isEnabledFor(level):
         tail = f" — {reason}" if reason else ""
+        fields = {
+            "svix_id": svix_id,
+            "type": event_type,
+            "subject_id": subject,
+            "outcome": outcome,
+            "ms": round(ms, 2),
+            "reason": reason,
+        }
         log.log(
             level,
             "%s %s %s %s %.1fms%s",
@@ -115,4 +123,5 @@ def _log_line(
             outcome,
             ms,
             tail,
+            extra={"delivery": fields},
         )
