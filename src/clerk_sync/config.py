@@ -129,11 +129,11 @@ def load_hooks(paths: list[str]) -> list[Callable[..., None]]:
     hooks: list[Callable[..., None]] = []
     for path in paths:
         module_name, _, attr = path.partition(":")
-        if not module_name or not attr:
+        if not module_name or not attr or module_name.startswith("."):
             raise ConfigError(f"ON_USER_DELETED entry {path!r} must look like 'module:function'.")
         try:
             target = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(f"ON_USER_DELETED entry {path!r} cannot be loaded: {exc}.") from None
         if not callable(target):
             raise ConfigError(f"ON_USER_DELETED entry {path!r} is not callable.")

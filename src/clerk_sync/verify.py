@@ -37,6 +37,7 @@ from .errors import (
 )
 
 MAX_ID_LENGTH = 255
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 _HEADER_FAMILIES = (
     ("svix-id", "svix-timestamp", "svix-signature"),
     ("webhook-id", "webhook-timestamp", "webhook-signature"),
@@ -52,6 +53,8 @@ class SignedHeaders:
     timestamp_text: str
     signatures: tuple[bytes, ...]
     """Decoded ``v1`` signatures; empty when the header had only other versions."""
+    prefix: str = "svix"
+    """Which header family carried them (``svix`` or ``webhook``), for messages."""
 
 
 class Verifier:
@@ -71,7 +74,7 @@ class Verifier:
         if abs(skew) > self.tolerance_seconds:
             direction = "in the past" if skew > 0 else "in the future"
             raise TimestampOutOfTolerance(
-                f"svix-timestamp is {abs(skew)} s {direction}, outside the tolerance of "
+                f"{parsed.prefix}-timestamp is {abs(skew)} s {direction}, outside the tolerance of "
                 f"±{self.tolerance_seconds} s: check this server's clock (NTP), or the "
                 "delivery is an old one being replayed."
             )
@@ -88,8 +91,8 @@ class Verifier:
             ) from None
         if not headers.signatures:
             raise SignatureMismatch(
-                "svix-signature has no v1 signature: clerk-sync checks v1 (HMAC-SHA256) "
-                "signatures as Clerk sends them."
+                f"{headers.prefix}-signature has no v1 signature: clerk-sync checks v1 "
+                "(HMAC-SHA256) signatures as Clerk sends them."
             )
         when = datetime.fromtimestamp(headers.timestamp, tz=UTC)
         for signer in self._signers:
@@ -98,7 +101,8 @@ class Verifier:
                 if hmac.compare_digest(expected, candidate):
                     return
         raise SignatureMismatch(
-            "No signature in svix-signature matches the configured CLERK_WEBHOOK_SECRET: "
+            f"No signature in {headers.prefix}-signature matches the configured "
+            "CLERK_WEBHOOK_SECRET: "
             "check that the secret is this endpoint's (and the same Clerk instance, development "
             "or production), and that the raw body reaches clerk-sync unmodified."
         )
@@ -122,7 +126,11 @@ def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:
             "characters)."
         )
     ts_text = lowered[ts_name].strip()
-    if not (ts_text.isascii() and ts_text.isdigit() and len(ts_text) <= 12) or ts_text[0] == "0":
+    if (
+        not (ts_text.isascii() and ts_text.isdigit() and len(ts_text) <= 12)
+        or ts_text[0] == "0"
+        or int(ts_text) > MAX_TIMESTAMP
+    ):
         raise MalformedHeader(
             f"{ts_name} must be whole seconds since the Unix epoch (digits only)."
         )
@@ -131,6 +139,7 @@ def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:
         timestamp=int(ts_text),
         timestamp_text=ts_text,
         signatures=_parse_signatures(sig_name, lowered[sig_name]),
+        prefix=id_name.split("-")[0],
     )
 
 

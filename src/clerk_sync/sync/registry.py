@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from ..events import Envelope
 
-EVENT_NAME = re.compile(r"^[a-z][A-Za-z]*\.[a-z][A-Za-z]*$")
+EVENT_NAME = re.compile(r"[a-z][A-Za-z]*\.[a-z][A-Za-z]*")
 
 UserDeletedHook = Callable[[Connection, str], None]
 """Cleanup run inside a user's delete transaction, before the row goes: ``fn(conn, user_id)``."""
@@ -64,11 +64,12 @@ def handles(*event_types: str) -> Callable[[Decoder], Decoder]:
     """Register the decorated decoder for ``event_types``."""
 
     def register(decoder: Decoder) -> Decoder:
-        for name in event_types:
-            if not EVENT_NAME.match(name):
+        for name in event_types:  # all checked before any is registered
+            if not EVENT_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a Clerk event name like 'user.created'")
             if name in _DECODERS:
                 raise ValueError(f"{name!r} already has a handler: {_DECODERS[name].__qualname__}")
+        for name in event_types:
             _DECODERS[name] = decoder
         return decoder
 
