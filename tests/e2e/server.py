@@ -71,12 +71,12 @@ class CliResult:
         )
 
 
+Job = tuple[Sequence[str], Mapping[str, str]]
+"""One command: its arguments (after ``clerk-sync``) and its whole environment."""
+
+
 def run_cli_many(
-    commands: Sequence[Sequence[str]],
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    timeout: float = CLI_TIMEOUT,
+    jobs: Sequence[Job], *, cwd: Path, timeout: float = CLI_TIMEOUT
 ) -> list[CliResult]:
     """Run several ``clerk-sync`` commands at once (each is mostly import time); wait for all.
 
@@ -84,8 +84,9 @@ def run_cli_many(
     """
     base = clerk_sync_command()
     procs: list[subprocess.Popen[str]] = []
+    finished: set[int] = set()
     try:
-        for args in commands:
+        for args, env in jobs:
             procs.append(
                 subprocess.Popen(
                     [*base, *args],
@@ -100,29 +101,31 @@ def run_cli_many(
             )
         deadline = time.monotonic() + timeout
         results: list[CliResult] = []
-        for args, proc in zip(commands, procs, strict=True):
+        for n, ((args, _), proc) in enumerate(zip(jobs, procs, strict=True)):
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 out, err = proc.communicate(timeout=remaining)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, err = proc.communicate()
+                finished.add(n)
                 raise AssertionError(
                     f"clerk-sync {' '.join(args)} did not finish within {timeout} s:\n{err}"
                 ) from None
+            finished.add(n)
             results.append(CliResult(tuple(args), proc.returncode, out, err))
         return results
     finally:
-        for proc in procs:
-            if proc.poll() is None:
+        for n, proc in enumerate(procs):
+            if n not in finished:
                 proc.kill()
-            proc.communicate()
+                proc.communicate()
 
 
 def run_cli(
     *args: str, env: Mapping[str, str], cwd: Path, timeout: float = CLI_TIMEOUT
 ) -> CliResult:
-    return run_cli_many([args], env=env, cwd=cwd, timeout=timeout)[0]
+    return run_cli_many([(args, env)], cwd=cwd, timeout=timeout)[0]
 
 
 class ServerError(RuntimeError):
@@ -140,17 +143,23 @@ class ServerProcess:
         workdir: Path,
         admin_token: str = "",
         extra_env: Mapping[str, str] | None = None,
+        via_dotenv_local: bool = False,
         startup_timeout: float = STARTUP_TIMEOUT,
     ) -> None:
+        """``via_dotenv_local``: write the secret, URL and token to ``workdir/.env.local``
+        instead of passing them in the environment."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         settings = {
             "CLERK_WEBHOOK_SECRET": secret,
             "DATABASE_URL": database_url,
             "ADMIN_TOKEN": admin_token,
-            **(extra_env or {}),
         }
-        self.env = clean_env(settings)
+        if via_dotenv_local:
+            lines = "".join(f"{k}={v}\n" for k, v in settings.items())
+            (workdir / ".env.local").write_text(lines, encoding="utf-8")
+            settings = {}
+        self.env = clean_env({**settings, **(extra_env or {})})
         self.startup_timeout = startup_timeout
         self.stderr_path = workdir / "server.stderr.log"
         self.stdout_path = workdir / "server.stdout.log"

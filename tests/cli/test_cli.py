@@ -1,0 +1,247 @@
+"""The ``clerk-sync`` command run as a user runs it: a subprocess with an explicit environment
+and a temporary working directory, against real databases.
+
+A command spends most of its time importing, so the independent commands of one test run at
+the same time (``run_cli_many``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from clerk_sync.config import normalize_database_url
+from clerk_sync.devtools import deleted_user_event, encode, new_msg_id, user_event, user_object
+from clerk_sync.receiver import Delivery, Receiver
+from clerk_sync.store import make_engine, upgrade
+from clerk_sync.store.migrate import VERSION_TABLE, head_revision
+from clerk_sync.store.schema import EVENT_STATUSES
+from tests.conftest import PG_ADMIN_URL, SECRET
+from tests.e2e.server import CliResult, clean_env, free_port, run_cli, run_cli_many
+
+UNKNOWN_REVISION = "ffffffffffff"
+
+
+def _env(db_url: str | None = None, **settings: str) -> dict[str, str]:
+    if db_url is not None:
+        settings["DATABASE_URL"] = db_url
+    return clean_env(settings)
+
+
+def _one_clean_line(result: CliResult) -> str:
+    """The error went to stderr as exactly one line, without a traceback, and stdout is empty."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, str(result)
+    assert "Traceback" not in result.stderr, str(result)
+    assert result.stdout == "", str(result)
+    return lines[0]
+
+
+def _json(result: CliResult) -> Any:
+    """``--json`` output: exit 0 and stdout that is one JSON document and nothing else."""
+    assert result.returncode == 0, str(result)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all: a new SQLite file, or a new PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin = make_url(normalize_database_url(PG_ADMIN_URL)).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    name = f"clerk_sync_cli_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {exc}", pytrace=False)
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_refusals_are_one_clear_line(tmp_path: Path) -> None:
+    """Bad settings, bad arguments and a database without tables: one line, no traceback."""
+    never = tmp_path / "never_created.db"
+    empty = tmp_path / "brand_new.db"
+    placeholder = "whsec_your_secret_here"
+    serve = ["serve", "--port", str(free_port())]
+    unset, refused, bogus, empty_schema = run_cli_many(
+        [
+            (serve, _env(f"sqlite:///{never}")),
+            (serve, _env(f"sqlite:///{never}", CLERK_WEBHOOK_SECRET=placeholder)),
+            (["events", "list", "--status", "bogus"], _env(f"sqlite:///{never}")),
+            (["users", "list", "--json"], _env(f"sqlite:///{empty}")),
+        ],
+        cwd=tmp_path,
+        timeout=30,
+    )
+
+    for result in (unset, refused):
+        assert result.returncode == 2, str(result)
+        line = _one_clean_line(result)
+        assert "CLERK_WEBHOOK_SECRET" in line
+        assert "Clerk Dashboard" in line
+        assert "Signing Secret" in line
+    assert "not set" in unset.stderr
+    assert "placeholder" in refused.stderr
+    assert placeholder not in refused.stderr, str(refused)
+    assert "your_secret_here" not in refused.stderr, str(refused)
+
+    assert bogus.returncode != 0, str(bogus)
+    line = _one_clean_line(bogus)
+    assert "--status" in line
+    assert all(status in line for status in EVENT_STATUSES), line
+
+    # A command that needs the tables says what to run instead of failing on SQL.
+    assert empty_schema.returncode == 3, str(empty_schema)
+    assert "clerk-sync db upgrade" in _one_clean_line(empty_schema)
+
+    # The refusals came before anything was touched: no database file was created.
+    assert not never.exists()
+    assert not (tmp_path / "clerk_sync.db").exists()
+
+
+def test_db_upgrade_on_an_empty_database(empty_db_url: str, tmp_path: Path) -> None:
+    env = _env(empty_db_url)
+    first = run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    assert first.returncode == 0, str(first)
+    assert f"revision {head_revision()}" in first.stdout
+    assert "Traceback" not in first.stderr
+
+    again, status = run_cli_many([(["db", "upgrade"], env), (["db", "status"], env)], cwd=tmp_path)
+    assert again.returncode == 0, str(again)
+    assert f"revision {head_revision()}" in again.stdout
+    assert status.returncode == 0, str(status)
+    assert "current" in status.stdout
+    assert head_revision() in status.stdout
+
+
+def _seed(engine: Engine) -> dict[str, Any]:
+    """Deliveries applied through the receiver, as the server would apply them."""
+    receiver = Receiver(engine)
+    t0 = 1_700_000_000_000
+    alice = user_object(
+        user_id="user_aaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        email="alice@example.com",
+        first_name="Alice",
+        last_name="Liddell",
+        created_at=t0,
+        updated_at=t0,
+    )
+    bob = user_object(user_id="user_bbbbbbbbbbbbbbbbbbbbbbbbbbb", email="bob@example.com")
+    carol = user_object(user_id="user_ccccccccccccccccccccccccccc", email="carol@example.com")
+    alice_later = {**alice, "first_name": "Alicia", "updated_at": t0 + 1_000}
+    failed_id = new_msg_id()
+    for svix_id, body in [
+        (new_msg_id(), encode(user_event("user.created", alice))),
+        (new_msg_id(), encode(user_event("user.updated", alice_later))),
+        (new_msg_id(), encode(user_event("user.created", bob))),
+        (new_msg_id(), encode(user_event("user.created", carol))),
+        (new_msg_id(), encode(deleted_user_event(carol["id"]))),
+        (failed_id, b"<html>not an event</html>"),
+    ]:
+        receiver.receive(Delivery(svix_id, body))
+    return {"alice": alice, "bob": bob, "carol": carol, "t0": t0, "failed_id": failed_id}
+
+
+def test_users_and_events_commands(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    seeded = _seed(engine)
+    alice, bob = seeded["alice"], seeded["bob"]
+    env = _env(db_url)
+    users, shown, missing, failed, created = run_cli_many(
+        [
+            (["users", "list", "--json"], env),
+            (["users", "show", alice["id"], "--json"], env),
+            (["users", "show", "user_missing"], env),
+            (["events", "list", "--status", "failed", "--json"], env),
+            (["events", "list", "--type", "user.created", "--json"], env),
+        ],
+        cwd=tmp_path,
+    )
+
+    listed = _json(users)
+    assert [u["id"] for u in listed] == [alice["id"], bob["id"]]  # carol was deleted
+
+    one = _json(shown)
+    assert one["id"] == alice["id"]
+    assert one["email"] == "alice@example.com"
+    assert (one["first_name"], one["last_name"]) == ("Alicia", "Liddell")
+    assert (one["created_at"], one["updated_at"]) == (seeded["t0"], seeded["t0"] + 1_000)
+    assert one == next(u for u in listed if u["id"] == alice["id"])
+
+    assert missing.returncode != 0, str(missing)
+    line = _one_clean_line(missing)
+    assert "user_missing" in line
+    assert "No user" in line
+
+    failures = _json(failed)
+    assert [(e["svix_id"], e["status"]) for e in failures] == [(seeded["failed_id"], "failed")]
+    assert failures[0]["error"]
+
+    creations = _json(created)
+    assert {e["type"] for e in creations} == {"user.created"}
+    assert {e["subject_id"] for e in creations} == {
+        alice["id"],
+        bob["id"],
+        seeded["carol"]["id"],
+    }
+    assert all("payload" not in e for e in creations)
+
+
+def test_env_local_is_read(tmp_path: Path) -> None:
+    wanted = tmp_path / "from_env_local.db"
+    ignored = tmp_path / "from_dot_env.db"
+    engine = make_engine(f"sqlite:///{wanted}")
+    try:
+        upgrade(engine)
+        alice = user_object(email="alice@example.com")
+        Receiver(engine).receive(Delivery(new_msg_id(), encode(user_event("user.created", alice))))
+    finally:
+        engine.dispose()
+    # .env.local wins over .env; the environment itself holds nothing of clerk-sync's.
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL=sqlite:///{ignored}\nCLERK_WEBHOOK_SECRET=whsec_your_secret_here\n",
+        encoding="utf-8",
+    )
+    (tmp_path / ".env.local").write_text(
+        f"DATABASE_URL=sqlite:///{wanted}\nCLERK_WEBHOOK_SECRET={SECRET}\n", encoding="utf-8"
+    )
+    env = _env()
+
+    listed = run_cli("users", "list", "--json", env=env, cwd=tmp_path)
+    assert [u["email"] for u in _json(listed)] == ["alice@example.com"]
+    assert not ignored.exists()
+
+
+def test_serve_refuses_an_unknown_schema_revision(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": UNKNOWN_REVISION})
+    try:
+        env = _env(db_url, CLERK_WEBHOOK_SECRET=SECRET)
+        served = run_cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path, timeout=30)
+        assert served.returncode == 3, str(served)
+        line = _one_clean_line(served)
+        assert "does not know" in line
+        assert SECRET not in served.stderr
+    finally:
+        # The PostgreSQL database is shared by the session: put the real revision back.
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": head_revision()}
+            )
