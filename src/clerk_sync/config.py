@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -76,7 +76,24 @@ class Settings(BaseSettings):
         description="Comma-separated `module:function` cleanup hooks run inside the delete "
         "transaction, each called as `fn(connection, user_id)`.",
     )
-    log_level: str = Field(default="INFO", description="Python logging level name.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Python logging level name."
+    )
+
+    @field_validator("log_level", "sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Read the environment and dotenv files; a bad value is a one-line ConfigError."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
+            raise ConfigError(f"{name} is invalid: {first['msg']}.") from None
 
     def webhook_secrets(self) -> list[str]:
         """The configured secrets, checked; raises :class:`ConfigError` with the fix."""

@@ -58,8 +58,16 @@ def schema_state(engine: Engine) -> SchemaState:
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Bring the schema to ``revision``; returns the revision now in place."""
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), revision)
+    if schema_state(engine) == "unknown":
+        raise _unknown_revision()
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(
+            f"The database did not answer during the upgrade ({type(exc).__name__}); nothing "
+            "was changed that a retry would not finish."
+        ) from None
     return current_revision(engine) or ""
 
 
@@ -72,10 +80,16 @@ def ensure_schema(engine: Engine, *, upgrade_empty: bool = True) -> None:
         upgrade(engine)
         return
     if state == "unknown":
-        raise SchemaError(
-            "The database schema is at a revision this clerk-sync does not know (a newer "
-            "version migrated it?): upgrade clerk-sync, or point DATABASE_URL elsewhere."
-        )
+        raise _unknown_revision()
+    if state == "empty":
+        raise SchemaError("The database has no clerk-sync schema yet: run `clerk-sync db upgrade`.")
     raise SchemaError(
         "The database schema is behind this version of clerk-sync: run `clerk-sync db upgrade`."
+    )
+
+
+def _unknown_revision() -> SchemaError:
+    return SchemaError(
+        "The database schema is at a revision this clerk-sync does not know (a newer "
+        "version migrated it?): upgrade clerk-sync, or point DATABASE_URL elsewhere."
     )
