@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from .errors import StoreUnavailable
@@ -77,12 +78,17 @@ class GroupCommitter:
                     stop = True
                     break
                 jobs.append(job)
+            started = time.perf_counter()
             try:
                 results = self.receiver.receive_batch([j.delivery for j in jobs])
             except BaseException as exc:  # never leave a request hanging
                 log.exception("writer failed")
                 failure = StoreUnavailable(f"The writer failed: {type(exc).__name__}.")
                 results = [failure] * len(jobs)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "batch of %d in %.1f ms", len(jobs), (time.perf_counter() - started) * 1e3
+                )
             for job, result in zip(jobs, results, strict=True):
                 job.loop.call_soon_threadsafe(_settle, job.future, result)
             if stop:

@@ -199,10 +199,7 @@ class Receiver:
             applied = p.action.apply(conn, ApplyContext(now_ms, seq, self.on_user_deleted))
             status, reason, erase = applied.status, applied.reason, applied.erase_payload
         if count > 1 or status != p.status or erase:
-            update: dict[str, object] = {"status": status, "error": reason}
-            if erase:
-                update["payload"] = None
-            writes.finish_delivery(conn, seq, update)
+            writes.finish_delivery(conn, seq, status, reason, erase_payload=erase)
         return Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
 
 

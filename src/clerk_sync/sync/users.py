@@ -30,10 +30,10 @@ class UpsertUser:
 
     def apply(self, conn: Connection, ctx: ApplyContext) -> Applied:
         writes.lock_subject(conn, self.subject_id)
-        if writes.is_tombstoned(conn, self.subject_id):
-            return Applied("stale", "user was deleted; deletes win", erase_payload=True)
         if writes.upsert_user(conn, {**self.values, "synced_at": ctx.now_ms}):
             return Applied("processed")
+        if writes.is_tombstoned(conn, self.subject_id):
+            return Applied("stale", "user was deleted; deletes win", erase_payload=True)
         stored = writes.stored_version(conn, self.subject_id)
         return Applied(
             "stale", f"updated_at {self.updated_at} is not newer than the stored {stored}"
@@ -56,7 +56,8 @@ class DeleteUser:
 
 
 def user_row(user: UserData, data: dict[str, Any]) -> dict[str, Any]:
-    """The queried columns of the ``users`` table, plus the full object as sent."""
+    """The queried columns of the ``users`` table, plus the full object as sent (JSON columns
+    serialized, as :func:`writes.upsert_user` takes them)."""
     return {
         "id": user.id,
         "email": user.primary_email,
@@ -66,14 +67,14 @@ def user_row(user: UserData, data: dict[str, Any]) -> dict[str, Any]:
         "last_name": user.last_name,
         "username": user.username,
         "image_url": user.image_url,
-        "public_metadata": user.public_metadata or {},
-        "unsafe_metadata": user.unsafe_metadata or {},
+        "public_metadata": writes.json_text(user.public_metadata or {}),
+        "unsafe_metadata": writes.json_text(user.unsafe_metadata or {}),
         "created_at": user.created_at,
         "updated_at": user.updated_at,
         "last_sign_in_at": user.last_sign_in_at,
         "banned": user.banned,
         "locked": user.locked,
-        "data": data,
+        "data": writes.json_text(data),
     }
 
 

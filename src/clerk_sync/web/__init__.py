@@ -20,7 +20,7 @@ from ..sync import UserDeletedHook
 from ..verify import Verifier
 from .api import ReadApi
 from .responses import handle_error
-from .webhook import WebhookEndpoint
+from .webhook import Receive, Scope, Send, WebhookEndpoint
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 
@@ -30,7 +30,7 @@ def create_app(
     *,
     engine: Engine | None = None,
     on_user_deleted: Sequence[UserDeletedHook] | None = None,
-) -> Starlette:
+) -> ClerkSyncApp:
     """Build the app. Settings are checked now (a bad secret raises :class:`ConfigError`);
     the schema is checked, and an empty database migrated, when the app starts."""
     verifier = Verifier(
@@ -61,13 +61,8 @@ def create_app(
             if owns_engine:
                 engine.dispose()
 
-    app = Starlette(
+    routes = Starlette(
         routes=[
-            Route(
-                WEBHOOK_PATH,
-                WebhookEndpoint(verifier, committer, settings.max_body_bytes).handle,
-                methods=["POST"],
-            ),
             Route("/api/users/{user_id}", api.user, methods=["GET"]),
             Route("/api/users", api.users, methods=["GET"]),
             Route("/api/events", api.events, methods=["GET"]),
@@ -76,9 +71,25 @@ def create_app(
         exception_handlers={ClerkSyncError: handle_error},
         lifespan=lifespan,
     )
-    app.state.receiver = receiver
-    app.state.engine = engine
-    return app
+    routes.state.receiver = receiver
+    routes.state.engine = engine
+    return ClerkSyncApp(WebhookEndpoint(verifier, committer, settings.max_body_bytes), routes)
 
 
-__all__ = ["WEBHOOK_PATH", "create_app"]
+class ClerkSyncApp:
+    """The ASGI app: the webhook route straight to its handler, everything else to Starlette
+    (read API, health check, lifespan, 404/405)."""
+
+    def __init__(self, webhook: WebhookEndpoint, routes: Starlette) -> None:
+        self.webhook = webhook
+        self.routes = routes
+        self.state = routes.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+            await self.webhook(scope, receive, send)
+        else:
+            await self.routes(scope, receive, send)
+
+
+__all__ = ["WEBHOOK_PATH", "ClerkSyncApp", "create_app"]

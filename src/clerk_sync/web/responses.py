@@ -8,10 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ClerkSyncError, InvalidPayload
-
-ABORT_HEADERS = {"webhook-delivery": "abort-message"}
-"""Tells Svix to stop retrying a message that can never succeed."""
+from ..errors import ClerkSyncError
 
 
 class JSONResponse(Response):
@@ -21,11 +18,8 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(exc: ClerkSyncError, extra_headers: dict[str, str] | None = None) -> Response:
-    headers = dict(ABORT_HEADERS) if isinstance(exc, InvalidPayload) else {}
-    if extra_headers:
-        headers.update(extra_headers)
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+def error_response(exc: ClerkSyncError) -> Response:
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
 
 
 async def handle_error(_request: Request, exc: Exception) -> Response:
