@@ -1,0 +1,511 @@
+"""Throughput, latency and memory of clerk-sync against the limit and the tutorial baseline.
+
+    python bench/run.py            # the full run (about 15 minutes on 2 cores)
+    python bench/run.py --quick    # a smoke run (under a minute)
+
+Three targets, run alternately in one invocation on the same machine:
+  (a) `clerk-sync serve`, default settings;
+  (b) verify-only: a bare ASGI endpoint that checks the svix signature and answers 200, on the
+      same uvicorn/uvloop/httptools stack — the limit;
+  (c) the tutorial receiver: FastAPI + svix + SQLAlchemy ORM, a session and commit per request.
+Each delivery is unique, signed with the svix signer, ~2 KB, a 60/30/10 mix of created /
+updated-existing / deleted, and is sent exactly once by wrk (loadgen.lua). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+PG_ADMIN = os.environ.get("CLERK_SYNC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+# -- tools ---------------------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    """Install what the benchmark needs that a fresh machine lacks (wrk, FastAPI)."""
+    if shutil.which("wrk") is None:
+        print("installing wrk (Debian package)…", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    try:
+        import fastapi  # noqa: F401
+    except ImportError:
+        print("installing fastapi (for the tutorial baseline)…", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "fastapi>=0.110,<1"],
+                       check=True)
+
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+
+def generate(path: Path, n: int, seed: int) -> dict[str, int]:
+    """Write n signed deliveries; return the final state they imply: user id → updated_at."""
+    from clerk_sync.devtools import deleted_user_event, encode, sign_headers, user_event, user_object
+
+    rng = random.Random(seed)
+    live: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    clock = int(time.time() * 1000) - n
+    with path.open("w") as out:
+        for i in range(n):
+            clock += 1
+            roll = rng.random()
+            if roll < 0.6 or len(order) < 10:
+                user = user_object(
+                    email=f"user{i}@example.com", first_name=f"First{i}", last_name="Bench",
+                    username=f"user{i}", created_at=clock, updated_at=clock,
+                    extra_emails=(f"old{i}@example.net",),
+                    public_metadata={"plan": "pro", "seats": i % 50, "team": f"team-{i % 97}"},
+                    unsafe_metadata={"theme": "dark", "onboarded": True},
+                )
+                user["external_accounts"] = [_google_account(user, clock)]
+                live[user["id"]] = user
+                order.append(user["id"])
+                event = user_event("user.created", user)
+            elif roll < 0.9:
+                user = live[order[rng.randrange(len(order))]]
+                user = {**user, "first_name": f"Renamed{i}", "updated_at": clock}
+                live[user["id"]] = user
+                event = user_event("user.updated", user)
+            else:
+                victim = order.pop(rng.randrange(len(order)))
+                del live[victim]
+                event = deleted_user_event(victim, timestamp=clock)
+            body = encode(event)
+            h = sign_headers(SECRET, body)
+            out.write(f"{h['svix-id']}\t{h['svix-timestamp']}\t{h['svix-signature']}\t")
+            out.write(body.decode())
+            out.write("\n")
+    return {uid: u["updated_at"] for uid, u in live.items()}
+
+
+def _google_account(user: dict[str, Any], clock: int) -> dict[str, Any]:
+    return {
+        "object": "external_account", "id": "eac_" + user["id"][5:], "provider": "oauth_google",
+        "identification_id": "idn_" + user["id"][5:], "provider_user_id": str(clock * 7),
+        "approved_scopes": "email https://www.googleapis.com/auth/userinfo.email openid profile",
+        "email_address": user["email_addresses"][-1]["email_address"],
+        "first_name": user["first_name"], "last_name": user["last_name"],
+        "avatar_url": "https://lh3.googleusercontent.com/a/EXAMPLE=s1000-c",
+        "image_url": "https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJleGFtcGxlIn0",
+        "username": None, "phone_number": None, "public_metadata": {}, "label": None,
+        "created_at": clock, "updated_at": clock,
+        "verification": {"object": "verification_oauth", "status": "verified",
+                         "strategy": "oauth_google", "attempts": None, "expire_at": clock},
+    }
+
+
+# -- databases -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh, empty database URL of `kind` (sqlite file, or a new PostgreSQL database)."""
+    if kind == "sqlite":
+        path = workdir / f"bench-{secrets.token_hex(4)}.db"
+        yield f"sqlite:///{path}"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+
+    name = f"clerk_sync_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def final_state(url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    from clerk_sync.config import normalize_database_url
+
+    engine = create_engine(normalize_database_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, updated_at FROM users WHERE id NOT LIKE 'user_prefill%'"))
+            return {r[0]: r[1] for r in rows}
+    finally:
+        engine.dispose()
+
+
+def prefill(url: str, rows: int) -> None:
+    """Put `rows` users in the table first (the large-table run)."""
+    from clerk_sync.store import make_engine, upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"""
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+            INSERT INTO users (id, email, first_name, last_name, username, image_url,
+                public_metadata, unsafe_metadata, created_at, updated_at, banned, locked, data,
+                synced_at)
+            SELECT 'user_prefill' || printf('%015d', i), 'pre' || i || '@example.com', 'Pre',
+                'Filled', 'pre' || i, 'https://img.clerk.com/x', '{{"plan":"free"}}', '{{}}',
+                i, i, 0, 0,
+                json_object('id', 'user_prefill' || printf('%015d', i), 'object', 'user',
+                    'first_name', 'Pre', 'last_name', 'Filled',
+                    'email_addresses', json_array(json_object('email_address',
+                        'pre' || i || '@example.com', 'id', 'idn_' || i)),
+                    'public_metadata', json_object('plan', 'free'), 'updated_at', i),
+                i
+            FROM n
+            """
+        )
+    engine.dispose()
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+SERVE_ENV: dict[str, str] = {}
+"""Extra settings for (a), from --serve-env (for experiments; the report says so)."""
+
+
+def start(target: str, url: str | None, workdir: Path) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "CLERK_WEBHOOK_SECRET", "ADMIN_TOKEN")}
+    env["CLERK_WEBHOOK_SECRET"] = SECRET
+    if url:
+        env["DATABASE_URL"] = url
+    if target == "clerk-sync":
+        env.update(SERVE_ENV)
+        cmd = [sys.executable, "-c", "from clerk_sync.cli import main; main()",
+               "serve", "--port", str(port)]
+    else:
+        cmd = [sys.executable, str(HERE / "targets" / f"{target}.py"), "--port", str(port)]
+    log = workdir / f"{target}-{port}.log"
+    proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target} exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return Server(proc, port, log)
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{target} did not start: {log.read_text()[-2000:]}")
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    target: str
+    db: str
+    connections: int
+    deliveries: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rss_mb: float
+    wrong_users: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def drive(server: Server, tsv: Path, connections: int, workdir: Path) -> dict[str, float]:
+    threads = min(2, connections)
+    done = Path(tempfile.mkdtemp(dir=workdir))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", "3600s", "--timeout", "30s",
+           "-s", str(HERE / "loadgen.lua"), f"http://127.0.0.1:{server.port}",
+           "--", str(threads), str(tsv), str(done)]
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 1800
+    while len(list(done.iterdir())) < threads and wrk.poll() is None:
+        if time.monotonic() > deadline or server.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    wrk.send_signal(signal.SIGINT)
+    out, _ = wrk.communicate(timeout=60)
+    shutil.rmtree(done, ignore_errors=True)
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    fields = dict(item.split("=") for item in line.split()[1:])
+    return {k: float(v) for k, v in fields.items()}
+
+
+def run_once(target: str, db: str, connections: int, n: int, workdir: Path, seed: int,
+             prefill_rows: int = 0) -> Result:
+    tsv = workdir / "deliveries.tsv"
+    with database(db if target != "verify_only" else "sqlite", workdir) as url:
+        if prefill_rows:
+            prefill(url, prefill_rows)
+        expected = generate(tsv, n, seed)
+        server = start(target, None if target == "verify_only" else url, workdir)
+        try:
+            figures = drive(server, tsv, connections, workdir)
+            rss = server.rss_mb()
+        finally:
+            server.stop()
+        wrong = None
+        if target != "verify_only":
+            got = final_state(url)
+            wrong = sum(1 for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+    errors = int(figures["errors"] + figures["socket_errors"])
+    return Result(target, db if target != "verify_only" else "-", connections, n,
+                  figures["responses"] / figures["seconds"], figures["p50_us"] / 1000,
+                  figures["p99_us"] / 1000, errors, rss, wrong)
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+NAMES = {"clerk-sync": "(a) clerk-sync serve", "verify_only": "(b) verify-only limit",
+         "tutorial": "(c) tutorial baseline"}
+
+
+def median_by(results: list[Result]) -> dict[tuple[str, str, int], Result]:
+    groups: dict[tuple[str, str, int], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.target, r.db, r.connections), []).append(r)
+    merged = {}
+    for key, rs in groups.items():
+        best = sorted(rs, key=lambda r: r.rps)[len(rs) // 2]
+        merged[key] = Result(best.target, best.db, best.connections, best.deliveries,
+                             statistics.median(r.rps for r in rs),
+                             statistics.median(r.p50_ms for r in rs),
+                             statistics.median(r.p99_ms for r in rs),
+                             sum(r.errors for r in rs), max(r.rss_mb for r in rs),
+                             None if best.wrong_users is None
+                             else max(r.wrong_users or 0 for r in rs))
+    return merged
+
+
+def report(results: list[Result], extras: list[str], args: argparse.Namespace) -> str:
+    table = median_by(results)
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f", SQLite {_sqlite_version()}; {datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Command: `python bench/run.py {' '.join(sys.argv[1:])}`; {args.deliveries} deliveries "
+        f"per run, median of {args.rounds} alternating round(s).",
+        "",
+        "| target | db | conns | deliveries/s | vs (b) | vs (c) | p50 ms | p99 ms | errors | "
+        "RSS MB | wrong users |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (target, db, conns), r in sorted(table.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        limit = table.get(("verify_only", "-", conns))
+        base = table.get(("tutorial", "sqlite", conns))
+        lines.append(
+            f"| {NAMES[target]} | {db} | {conns} | {r.rps:,.0f} | "
+            f"{r.rps / limit.rps:.2f}× | " if limit else f"| {NAMES[target]} | {db} | {conns} | "
+            f"{r.rps:,.0f} | – | "
+        )
+        lines[-1] += (f"{r.rps / base.rps:.1f}× | " if base else "– | ") + (
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.rss_mb:.0f} | "
+            f"{'–' if r.wrong_users is None else r.wrong_users} |"
+        )
+    lines += ["", *extras]
+    return "\n".join(lines)
+
+
+def targets_check(results: list[Result], extras: dict[str, float]) -> list[str]:
+    table = median_by(results)
+    out = []
+
+    def verdict(name: str, value: float, goal: float, higher: bool = True, unit: str = "") -> None:
+        ok = value >= goal if higher else value <= goal
+        by = value / goal if goal else float("nan")
+        out.append(f"- {'met' if ok else 'MISSED'}: {name} = {value:.2f}{unit} "
+                   f"(target {'≥' if higher else '≤'} {goal}{unit}; {by:.2f}× of target)")
+
+    a, b, c = (table.get((t, d, 32)) for t, d in
+               (("clerk-sync", "sqlite"), ("verify_only", "-"), ("tutorial", "sqlite")))
+    if a and b:
+        verdict("(a)/(b) throughput, SQLite, 32 conns", a.rps / b.rps, 0.6)
+    if a and c:
+        verdict("(a)/(c) throughput, SQLite, 32 conns", a.rps / c.rps, 8)
+    if a:
+        verdict("(a) p99 latency at 32 conns", a.p99_ms, 20, higher=False, unit=" ms")
+    pg = table.get(("clerk-sync", "postgresql", 32))
+    if pg and b:
+        verdict("(a)/(b) throughput, PostgreSQL, 32 conns", pg.rps / b.rps, 0.4)
+    if "big_ratio" in extras:
+        verdict("throughput with 1,000,000 users / empty table", extras["big_ratio"], 0.8)
+    if "rss_100k" in extras:
+        verdict("RSS after 100,000 deliveries", extras["rss_100k"], 120, higher=False, unit=" MB")
+    if "soak_growth" in extras:
+        verdict("RSS growth over the soak", extras["soak_growth"], 5, higher=False, unit=" MB")
+    wrong = sum((r.wrong_users or 0) for r in results if r.target == "clerk-sync")
+    out.append(f"- {'met' if wrong == 0 else 'MISSED'}: clerk-sync final state equals the "
+               f"deliveries' model in every run ({wrong} wrong users)")
+    return out
+
+
+def _sqlite_version() -> str:
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+def write_readme(text: str) -> None:
+    readme = HERE / "README.md"
+    content = readme.read_text()
+    start, end = content.index(MARK_START), content.index(MARK_END)
+    readme.write_text(content[: start + len(MARK_START)] + "\n" + text + "\n" + content[end:])
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small, one round")
+    parser.add_argument("--deliveries", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", default="1,8,32,128")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--big-table", type=int, default=1_000_000,
+                        help="users to prefill for the large-table run (0 to skip)")
+    parser.add_argument("--memory-deliveries", type=int, default=100_000,
+                        help="deliveries for the RSS run (0 to skip)")
+    parser.add_argument("--soak", type=int, default=300, help="soak seconds (0 to skip)")
+    parser.add_argument("--targets", default="verify_only,clerk-sync,tutorial",
+                        help="which of verify_only, clerk-sync, tutorial to run")
+    parser.add_argument("--serve-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for clerk-sync serve (experiments; default: none)")
+    parser.add_argument("--write-readme", action="store_true",
+                        help="replace the results section of bench/README.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.deliveries, args.rounds, args.connections = 400, 1, "8"
+        args.big_table = args.memory_deliveries = args.soak = 0
+    conns = [int(c) for c in args.connections.split(",")]
+    targets = args.targets.split(",")
+    SERVE_ENV.update(item.split("=", 1) for item in args.serve_env)
+    ensure_tools()
+    results: list[Result] = []
+    extras: dict[str, float] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="clerk-sync-bench-") as tmp:
+        workdir = Path(tmp)
+        seed = 0
+        for round_ in range(args.rounds):
+            for c in conns:
+                for target in targets:
+                    seed += 1
+                    r = run_once(target, "sqlite", c, args.deliveries, workdir, seed)
+                    results.append(r)
+                    _progress(round_, r)
+                if not args.no_postgres and "clerk-sync" in targets:
+                    seed += 1
+                    r = run_once("clerk-sync", "postgresql", c, args.deliveries, workdir, seed)
+                    results.append(r)
+                    _progress(round_, r)
+        if args.big_table:
+            empty = run_once("clerk-sync", "sqlite", 32, args.deliveries, workdir, 900)
+            big = run_once("clerk-sync", "sqlite", 32, args.deliveries, workdir, 901,
+                           prefill_rows=args.big_table)
+            extras["big_ratio"] = big.rps / empty.rps
+            notes.append(f"Large table: {big.rps:,.0f}/s with {args.big_table:,} users vs "
+                         f"{empty.rps:,.0f}/s on an empty table ({extras['big_ratio']:.2f}×).")
+        if args.memory_deliveries:
+            mem = run_once("clerk-sync", "sqlite", 32, args.memory_deliveries, workdir, 902)
+            extras["rss_100k"] = mem.rss_mb
+            notes.append(f"Memory: RSS {mem.rss_mb:.0f} MB after {args.memory_deliveries:,} "
+                         f"deliveries ({mem.rps:,.0f}/s, {mem.errors} errors, "
+                         f"{mem.wrong_users} wrong users).")
+        if args.soak:
+            notes.append(soak(args.soak, workdir, extras))
+    checks = targets_check(results, extras)
+    text = report(results, [*notes, "", "Targets:", *checks], args)
+    print("\n" + text)
+    if args.write_readme:
+        write_readme(text)
+    if any(r.target == "clerk-sync" and (r.wrong_users or r.errors) for r in results):
+        sys.exit(1)
+
+
+def soak(seconds: int, workdir: Path, extras: dict[str, float]) -> str:
+    """Serve chunks of deliveries for `seconds` to one long-lived server; sample RSS."""
+    with database("sqlite", workdir) as url:
+        server = start("clerk-sync", url, workdir)
+        samples: list[float] = []
+        sent = 0
+        try:
+            started = time.monotonic()
+            chunk = 0
+            while time.monotonic() - started < seconds:
+                chunk += 1
+                tsv = workdir / "soak.tsv"
+                generate(tsv, 20_000, 1000 + chunk)
+                drive(server, tsv, 32, workdir)
+                sent += 20_000
+                samples.append(server.rss_mb())
+        finally:
+            server.stop()
+    growth = samples[-1] - samples[0] if len(samples) > 1 else 0.0
+    extras["soak_growth"] = growth
+    return (f"Soak: {sent:,} deliveries over {seconds} s on one server; RSS after each 20,000: "
+            f"{', '.join(f'{s:.0f}' for s in samples)} MB (growth {growth:+.1f} MB).")
+
+
+def _progress(round_: int, r: Result) -> None:
+    print(f"round {round_ + 1}: {NAMES[r.target]:<24} {r.db:<10} c={r.connections:<4} "
+          f"{r.rps:8,.0f}/s p50 {r.p50_ms:6.1f} ms p99 {r.p99_ms:6.1f} ms errors {r.errors} "
+          f"RSS {r.rss_mb:5.0f} MB wrong {r.wrong_users}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
