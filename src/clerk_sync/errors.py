@@ -21,6 +21,7 @@ codes never change once released.
     │                                payload_invalid             recorded as `failed`, Svix told to
     │                                                            stop retrying)
     ├── StoreUnavailable             store_unavailable      503  (transient: Svix retries)
+    ├── ServerUnreachable            server_unreachable     exit 1   (devtools: no HTTP answer)
     └── ApiError                     (read API)
         ├── Unauthorized             unauthorized           401
         ├── NotFound                 not_found              404
@@ -108,6 +109,12 @@ class StoreUnavailable(ClerkSyncError):
     code = "store_unavailable"
     http_status = 503
     exit_code = 4
+
+
+class ServerUnreachable(ClerkSyncError):
+    """A devtools command got no HTTP answer at all: connection refused, DNS failure, timeout."""
+
+    code = "server_unreachable"
 
 
 class ApiError(ClerkSyncError):

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from svix.webhooks import Webhook
-
 from .errors import (
     MalformedHeader,
     MissingHeader,
@@ -63,6 +61,10 @@ class Verifier:
     def __init__(self, secrets: list[str], *, tolerance_seconds: int = 300) -> None:
         if not secrets:
             raise ValueError("at least one signing secret is required")
+        # Imported here: the svix package loads its whole API client (about a second), which
+        # CLI commands that never verify should not pay for.
+        from svix.webhooks import Webhook
+
         self._signers = [Webhook(s) for s in secrets]
         self.tolerance_seconds = tolerance_seconds
 
@@ -106,6 +108,31 @@ class Verifier:
             "check that the secret is this endpoint's (and the same Clerk instance, development "
             "or production), and that the raw body reaches clerk-sync unmodified."
         )
+
+    def matching_secret(self, headers: SignedHeaders, body: bytes) -> int | None:
+        """The position of the configured secret whose signature is in ``headers`` for
+        ``body``, or None; never raises.
+
+        :meth:`verify` raises the first failure, which is what the endpoint needs. A tool that
+        diagnoses a captured delivery (``clerk-sync verify``) needs a plain answer instead: it
+        tries variants of a body (without a trailing newline, re-serialized) to say *how* it was
+        modified, and which secret matched during a rotation.
+        """
+        try:
+            text = body.decode("utf-8")
+            when = datetime.fromtimestamp(headers.timestamp, tz=UTC)
+        except (UnicodeDecodeError, ValueError, OverflowError, OSError):
+            return None
+        for position, signer in enumerate(self._signers):
+            expected = base64.b64decode(signer.sign(headers.msg_id, when, text)[3:])
+            if any(hmac.compare_digest(expected, c) for c in headers.signatures):
+                return position
+        return None
+
+    def matches(self, headers: SignedHeaders, body: bytes) -> bool:
+        """Whether one ``v1`` signature in ``headers`` matches ``body`` under a configured
+        secret (the timestamp window is not checked here: see :meth:`check_headers`)."""
+        return self.matching_secret(headers, body) is not None
 
 
 def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:

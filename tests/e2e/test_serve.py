@@ -295,8 +295,4 @@ def test_read_api_then_sigterm(server: ServerProcess, observer: Engine) -> None:
     assert elapsed < 5.0, log
     assert "Application shutdown complete" in log
     assert "Traceback" not in log
-    if code == -signal.SIGTERM:
-        # Everything above passed and the shutdown was graceful, but uvicorn re-raises the
-        # signal once it has shut down, so the process dies of it (see the report).
-        pytest.xfail("clerk-sync serve dies of the re-raised SIGTERM instead of exiting 0")
     assert code == 0, log

@@ -5,7 +5,12 @@ from __future__ import annotations
 import typer
 
 from . import db, events, users
+from .dev import dev
+from .doctor import doctor
+from .send import send
 from .serve import serve
+from .trigger import trigger
+from .verify_cmd import verify
 
 app = typer.Typer(
     name="clerk-sync",
@@ -15,6 +20,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve)
+app.command("dev")(dev)
+app.command("trigger")(trigger)
+app.command("send")(send)
+app.command("doctor")(doctor)
+app.command("verify")(verify)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(events.app, name="events")

@@ -16,8 +16,9 @@ from rich.markup import escape
 from sqlalchemy import Engine
 
 from ..config import Settings
-from ..errors import ClerkSyncError, SchemaError
-from ..store import make_engine, schema_state
+from ..errors import ClerkSyncError
+from ..logformat import LogFormat, make_formatter
+from ..store import ensure_schema, make_engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,7 +43,7 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def load_settings() -> Settings:
-    return Settings()
+    return Settings.load()
 
 
 @contextmanager
@@ -50,11 +51,7 @@ def open_engine(settings: Settings, *, require_current: bool = True) -> Iterator
     engine = make_engine(settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous)
     try:
         if require_current:
-            state = schema_state(engine)
-            if state != "current":
-                raise SchemaError(
-                    f"The database schema is {state}: run `clerk-sync db upgrade` first."
-                )
+            ensure_schema(engine, upgrade_empty=False)
         yield engine
     finally:
         engine.dispose()
@@ -64,14 +61,15 @@ def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Log to stderr: readable text (coloured on a terminal) or one JSON object per line.
+
+    Either way e-mail addresses are masked and secret-shaped tokens replaced
+    (:mod:`clerk_sync.logformat`).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format, sys.stderr))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 

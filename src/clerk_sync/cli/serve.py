@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
+from typing import Annotated
+
 import typer
 import uvicorn
 
+from ..config import Settings
+from ..devtools.keys import is_dev_secret
+from ..errors import ConfigError
+from ..logformat import LogFormat
 from ..store import ensure_schema
 from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
 from .common import configure_logging, load_settings, open_engine, reports_errors, stderr
+
+LOG_FORMAT_HELP = "text: one readable line per delivery (coloured on a terminal); json: one object."
+
+
+def refuse_dev_secret(settings: Settings) -> None:
+    """The secret ``clerk-sync dev`` generates is for ``dev`` alone: Clerk never signs with it."""
+    if any(is_dev_secret(s) for s in settings.webhook_secrets()):
+        raise ConfigError(
+            "CLERK_WEBHOOK_SECRET is the development secret `clerk-sync dev` generated (in "
+            ".env.local), which Clerk never signs with: for `serve`, copy your endpoint's "
+            "Signing Secret from Clerk Dashboard → Webhooks → your endpoint; for local testing "
+            "run `clerk-sync dev`."
+        )
+
+
+def announce(url: str, database_url: str, log_format: LogFormat) -> None:
+    """Say where the endpoint is: a log record in JSON mode (stderr stays JSON), else a line."""
+    line = f"clerk-sync on {url} → {redacted(database_url)}"
+    if log_format == "json":
+        logging.getLogger("clerk_sync.cli").info(line)
+    else:
+        stderr.print(line, highlight=False, markup=False)
 
 
 @reports_errors
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, help="TCP port."),
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help=LOG_FORMAT_HELP)] = "text",
 ) -> None:
     """Receive Clerk webhooks at POST /api/webhooks/clerk and keep the database in sync."""
     settings = load_settings()
     settings.webhook_secrets()  # refuse to start without a usable secret
-    configure_logging(settings.log_level)
+    refuse_dev_secret(settings)
+    configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine)
         app = create_app(settings, engine=engine)
-        stderr.print(
-            f"clerk-sync on http://{host}:{port}{WEBHOOK_PATH} → "
-            f"{redacted(settings.sqlalchemy_url())}",
-            highlight=False,
-        )
+        announce(f"http://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; a graceful stop
+        # is a success, so let that re-raised signal end the process with status 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             app,
             host=host,

@@ -6,8 +6,6 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from svix.webhooks import Webhook
-
 from .fixtures import new_id
 
 
@@ -23,6 +21,8 @@ def sign_headers(
     timestamp: int | None = None,
 ) -> dict[str, str]:
     """The ``svix-*`` headers for ``body``; several secrets give several ``v1`` entries."""
+    from svix.webhooks import Webhook  # lazily: see Verifier.__init__
+
     msg_id = msg_id or new_msg_id()
     timestamp = int(time.time()) if timestamp is None else timestamp
     when = datetime.fromtimestamp(timestamp, tz=UTC)

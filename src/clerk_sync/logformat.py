@@ -1,0 +1,149 @@
+"""Log lines for people and for machines, with nothing private in either.
+
+``serve`` and ``dev`` log one line per delivery: the logger ``clerk_sync.delivery`` attaches the
+fields (``svix_id``, ``type``, ``subject_id``, ``outcome``, ``ms``, ``reason``) as
+``record.delivery``. :class:`TextFormatter` renders them for a terminal — coloured only when the
+stream is one, so files and pipes get plain text — and :class:`JsonFormatter` as one JSON object
+per line for log shippers.
+
+Both pass everything they print through :func:`redact`: e-mail addresses are masked
+(``a***@example.com``) and anything shaped like a signing secret or a Clerk secret key is
+replaced. The code never logs either on purpose; this is the net under a payload or an exception
+message that quotes one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+import orjson
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9_%+-])[A-Za-z0-9._%+-]*"
+    r"@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b"
+)
+_SECRET = re.compile(r"\b(whsec|whsk|sk_test|sk_live)_[A-Za-z0-9+/=_-]+")
+
+_RESET = "\x1b[0m"
+_RED = "\x1b[31m"
+_GREEN = "\x1b[32m"
+_YELLOW = "\x1b[33m"
+_DIM = "\x1b[2m"
+_BOLD_RED = "\x1b[1;31m"
+_LEVEL_COLOURS = {"WARNING": _YELLOW, "ERROR": _BOLD_RED, "CRITICAL": _BOLD_RED, "DEBUG": _DIM}
+
+
+def redact(text: str) -> str:
+    """``text`` with e-mail addresses masked and secret-shaped tokens replaced."""
+    if "@" in text:
+        text = _EMAIL.sub(r"\1***@\2", text)
+    if "_" in text:
+        text = _SECRET.sub(r"\1_***", text)
+    return text
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour for a terminal only; ``NO_COLOR`` turns it off and ``FORCE_COLOR`` on."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _delivery_fields(record: logging.LogRecord) -> dict[str, Any] | None:
+    fields = getattr(record, "delivery", None)
+    return fields if isinstance(fields, dict) else None
+
+
+def _outcome_colour(outcome: str) -> str:
+    if outcome.startswith(("rejected", "failed")):
+        return _RED
+    if outcome.startswith("stale"):
+        return _YELLOW
+    if outcome.startswith("processed") and "duplicate" not in outcome:
+        return _GREEN
+    return _DIM
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-27 03:03:02 INFO    msg_… user.created user_… processed 3.7ms``.
+
+    A delivery line reads svix id, type, subject id, outcome and milliseconds, then `` — reason``
+    for refusals, failures and stale deliveries; with colour, failures are red.
+    """
+
+    def __init__(self, *, colour: bool = False) -> None:
+        super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, self.datefmt)
+        level = f"{record.levelname:<7}"
+        fields = _delivery_fields(record)
+        body = self._delivery(fields) if fields is not None else self._plain(record.getMessage())
+        if self.colour and record.levelname in _LEVEL_COLOURS:
+            level = f"{_LEVEL_COLOURS[record.levelname]}{level}{_RESET}"
+        line = f"{stamp} {level} {body}"
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += "\n" + redact(self.formatStack(record.stack_info))
+        return line
+
+    def _plain(self, message: str) -> str:
+        return redact(message)
+
+    def _delivery(self, fields: dict[str, Any]) -> str:
+        outcome = str(fields.get("outcome") or "-")
+        ms = fields.get("ms")
+        head = " ".join(
+            redact(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
+        )
+        timing = f"{float(ms):.1f}ms" if isinstance(ms, int | float) else "-"
+        reason = fields.get("reason")
+        tail = f" — {redact(str(reason))}" if reason else ""
+        if not self.colour:
+            return f"{head} {outcome} {timing}{tail}"
+        colour = _outcome_colour(outcome)
+        if colour == _RED:
+            return f"{head} {_RED}{outcome}{_RESET} {timing}{_RED}{tail}{_RESET}"
+        return f"{head} {colour}{outcome}{_RESET} {timing}{tail}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    and for a delivery its fields at the top level (``svix_id``, ``type``, ``subject_id``,
+    ``outcome``, ``ms``, ``reason``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, tz=UTC)
+        entry: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        fields = _delivery_fields(record)
+        if fields is not None:
+            for key, value in fields.items():
+                if key not in entry:
+                    entry[key] = redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:
+    """The formatter for ``--log-format``, deciding colour from ``stream``."""
+    if log_format == "json":
+        return JsonFormatter()
+    return TextFormatter(colour=wants_colour(stream))
