@@ -30,6 +30,18 @@ PG_ADMIN_URL = os.environ.get(
     "CLERK_SYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ["sqlite", "postgresql"]
+USER_KEYS = {
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "username",
+    "image_url",
+    "public_metadata",
+    "created_at",
+    "updated_at",
+}
+"""The keys the issue promises in a user's JSON (read API and ``--json``)."""
 
 
 @pytest.fixture(scope="session")

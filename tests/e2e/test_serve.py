@@ -16,22 +16,11 @@ from sqlalchemy import Engine, func, select
 
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.store.schema import events_table, tombstones_table, users_table
-from tests.conftest import OTHER_SECRET, SECRET, signed
+from tests.conftest import OTHER_SECRET, SECRET, USER_KEYS, signed
 from tests.e2e.server import ServerProcess
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 FIVE_MIB = 5 * 1024 * 1024
-USER_KEYS = {
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "username",
-    "image_url",
-    "public_metadata",
-    "created_at",
-    "updated_at",
-}
 
 
 @pytest.fixture

@@ -7,21 +7,11 @@ from starlette.testclient import TestClient
 
 from clerk_sync.devtools import deleted_user_event, user_event, user_object
 from clerk_sync.web import create_app
+from tests.conftest import USER_KEYS
 
 from .conftest import ADMIN_TOKEN, Post, make_settings
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-USER_KEYS = {
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "username",
-    "image_url",
-    "public_metadata",
-    "created_at",
-    "updated_at",
-}
 
 
 def test_get_user_returns_the_synced_fields(client: TestClient, post: Post) -> None:
