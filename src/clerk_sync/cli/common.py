@@ -23,7 +23,8 @@ from ..store import ensure_schema, make_engine
 P = ParamSpec("P")
 R = TypeVar("R")
 
-stdout = Console(soft_wrap=True)
+# Piped or captured output is not bound by a terminal's width: tables keep whole ids.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True, soft_wrap=True)
 
 

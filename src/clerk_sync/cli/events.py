@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..errors import InvalidParameter
 from ..store import reads
@@ -32,7 +32,15 @@ def list_cmd(
     if as_json:
         print_json(rows)
         return
-    table = Table("received (UTC)", "svix id", "type", "subject", "status", "n", "error")
+    table = Table(
+        "received (UTC)",
+        Column("svix id", no_wrap=True),  # ids are for copying: never cut
+        "type",
+        "subject",
+        "status",
+        "n",
+        "error",
+    )
     for row in rows:
         style = _STYLE.get(row["status"], "")
         table.add_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..errors import NotFound
 from ..store import reads
@@ -25,7 +25,8 @@ def list_cmd(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "email", "name", "username", "updated (UTC)")
+    table = Table("email", "name", "username", "updated (UTC)")
+    table.columns.insert(0, Column("id", no_wrap=True))  # ids are for copying: never cut
     for row in rows:
         name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
         table.add_row(
