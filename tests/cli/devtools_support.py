@@ -11,13 +11,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
-
-import httpx
 
 from clerk_sync.store import make_engine, upgrade
 from tests.e2e.server import (
@@ -28,6 +25,7 @@ from tests.e2e.server import (
     clean_env,
     clerk_sync_command,
     free_port,
+    wait_healthy,
 )
 
 
@@ -112,20 +110,7 @@ class DevProcess:
 
     def wait_healthy(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with httpx.Client(base_url=self.base_url, timeout=1.0) as probe:
-            while True:
-                code = self.proc.poll()
-                if code is not None:
-                    raise AssertionError(f"dev exited with {code}:\n{self.stderr_text()}")
-                try:
-                    if probe.get("/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"dev not healthy in time:\n{self.stderr_text()}")
-                time.sleep(0.1)
+        wait_healthy(self.proc, self.base_url, STARTUP_TIMEOUT, self.stderr_text, "dev")
 
     def stop(self, timeout: float = 10.0) -> int:
         """Ctrl-C (SIGINT) as a user would; then SIGKILL the group if anything is left."""

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -132,6 +132,33 @@ class ServerError(RuntimeError):
     """The server did not come up; the message carries its stderr."""
 
 
+def wait_healthy(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    stderr_text: Callable[[], str],
+    what: str,
+) -> None:
+    """Poll ``GET url/healthz`` until it answers 200; raise :class:`ServerError` with the
+    process's stderr if it exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=1.0) as probe:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise ServerError(
+                    f"{what} exited with {code} before it was healthy:\n{stderr_text()}"
+                )
+            try:
+                if probe.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(f"{what} was not healthy within {timeout} s:\n{stderr_text()}")
+            time.sleep(0.05)
+
+
 class ServerProcess:
     """A real ``clerk-sync serve`` on a free 127.0.0.1 port; use it as a context manager."""
 
@@ -210,26 +237,9 @@ class ServerProcess:
 
     def _wait_healthy(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        with httpx.Client(base_url=self.url, timeout=1.0) as probe:
-            while True:
-                code = self.proc.poll()
-                if code is not None:
-                    raise ServerError(
-                        f"clerk-sync serve exited with {code} before it was healthy:\n"
-                        f"{self.stderr_text()}"
-                    )
-                try:
-                    if probe.get("/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerError(
-                        f"clerk-sync serve was not healthy within {self.startup_timeout} s:\n"
-                        f"{self.stderr_text()}"
-                    )
-                time.sleep(0.05)
+        wait_healthy(
+            self.proc, self.url, self.startup_timeout, self.stderr_text, "clerk-sync serve"
+        )
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait up to ``timeout``, then SIGKILL; returns the exit code."""
