@@ -26,6 +26,7 @@ def test_ids_are_unique() -> None:
 
 def test_ids_sort_by_creation_second(monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
+    monkeypatch.setattr(fixtures.time, "time", lambda: now)
     earlier = [new_id("user") for _ in range(50)]
     monkeypatch.setattr(fixtures.time, "time", lambda: now + 1)
     later = [new_id("user") for _ in range(50)]
