@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-_BASE62 = string.digits + string.ascii_letters
+# KSUID's alphabet is in ASCII order, so ids compare as strings the way their values do.
+_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
 _KSUID_EPOCH = 1_400_000_000
