@@ -90,7 +90,10 @@ class GroupCommitter:
                     "batch of %d in %.1f ms", len(jobs), (time.perf_counter() - started) * 1e3
                 )
             for job, result in zip(jobs, results, strict=True):
-                job.loop.call_soon_threadsafe(_settle, job.future, result)
+                try:
+                    job.loop.call_soon_threadsafe(_settle, job.future, result)
+                except RuntimeError:  # its event loop is closed: nobody waits for the answer
+                    log.debug("%s committed after its caller left", job.delivery.svix_id)
             if stop:
                 return
 

@@ -15,7 +15,9 @@ Transient or permanent is decided here, and only here:
   exception from an application's cleanup hook or a foreign key that does not cascade. The
   transaction rolls back, nothing is applied, and the caller gets :class:`StoreUnavailable`
   (503), so Svix retries. Losing an event is worse than retrying one that cannot succeed, and the
-  log line names the cause. Deadlocks and serialization failures are retried here first.
+  log line names the cause. Deadlocks and serialization failures are retried here first
+  (there should be none: each transaction first locks its subjects and svix ids in one global
+  order, see :func:`writes.lock_keys`).
 
 Batches (group commit) share one transaction. If a batch fails, each delivery is retried in its
 own transaction, so one poisoned delivery cannot fail its neighbours.
@@ -165,6 +167,7 @@ class Receiver:
                 with self.engine.connect() as conn:
                     conn = conn.execution_options(**WRITE_OPTIONS)
                     with conn.begin():
+                        writes.lock_keys(conn, _lock_keys(prepared))
                         now_ms = int(self._clock() * 1000)
                         return [self._apply(conn, p, now_ms) for p in prepared]
             except DBAPIError as exc:
@@ -201,6 +204,13 @@ class Receiver:
         if count > 1 or status != p.status or erase:
             writes.finish_delivery(conn, seq, status, reason, erase_payload=erase)
         return Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
+
+
+def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
+    """Every svix id and subject a transaction will write about (see :func:`writes.lock_keys`)."""
+    keys = {p.delivery.svix_id for p in prepared}
+    keys.update(p.subject_id for p in prepared if p.subject_id is not None)
+    return list(keys)
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -111,7 +111,11 @@ _STATEMENTS: dict[str, Callable[[str], Executable]] = {
         .where(events_table.c.seq != bindparam("b_keep"))
         .values(payload=None)
     ),
-    "advisory_lock": lambda _: text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"),
+    # Sorted in a subquery so every transaction takes its locks in one global order.
+    "advisory_locks": lambda _: text(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+        "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+    ),
 }
 
 
@@ -168,11 +172,17 @@ def finish_delivery(
     _run(conn, name, {"b_seq": seq, "status": status, "error": error})
 
 
-def lock_subject(conn: Connection, subject_id: str) -> None:
-    """Serialize writes about one subject across processes (PostgreSQL; SQLite's writer lock
-    already does). Without it an update racing a delete could re-insert a deleted user."""
-    if conn.dialect.name == "postgresql":
-        _run(conn, "advisory_lock", {"id": subject_id})
+def lock_keys(conn: Connection, keys: Sequence[str]) -> None:
+    """Serialize transactions that touch the same subjects or svix ids, across processes
+    (PostgreSQL; SQLite's single writer lock already does).
+
+    Without it an update racing a delete on another replica could re-insert a deleted user.
+    All of a transaction's locks are taken at its start in one statement, in one global order
+    (by hash), so two batches that share keys queue instead of deadlocking: the row locks taken
+    later (the log's unique svix id, the user row, the tombstone) are then never contended.
+    """
+    if conn.dialect.name == "postgresql" and keys:
+        _run(conn, "advisory_locks", {"keys": list(keys)})
 
 
 def is_tombstoned(conn: Connection, entity_id: str) -> bool:

@@ -8,6 +8,9 @@
   application's cleanup hooks, deletes the row (the database cascades to rows that reference it)
   and erases the stored bodies of that user's earlier deliveries.
 * A tombstoned id is never written again; such deliveries are recorded as ``stale``.
+
+The receiver holds the subject's lock for the whole transaction (:func:`writes.lock_keys`), so
+these rules never race another replica's writes about the same user.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ class UpsertUser:
     values: dict[str, Any]
 
     def apply(self, conn: Connection, ctx: ApplyContext) -> Applied:
-        writes.lock_subject(conn, self.subject_id)
         if writes.upsert_user(conn, {**self.values, "synced_at": ctx.now_ms}):
             return Applied("processed")
         if writes.is_tombstoned(conn, self.subject_id):
@@ -46,7 +48,6 @@ class DeleteUser:
     deleted_at: int | None
 
     def apply(self, conn: Connection, ctx: ApplyContext) -> Applied:
-        writes.lock_subject(conn, self.subject_id)
         writes.add_tombstone(conn, self.subject_id, "user", self.deleted_at or ctx.now_ms)
         for hook in ctx.on_user_deleted:
             hook(conn, self.subject_id)
