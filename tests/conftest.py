@@ -26,6 +26,7 @@ from clerk_sync.store.schema import metadata
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_plJ3nmyCDGBKInavdOK15jslJ3nmyCDGBK"
 FIXTURES = Path(__file__).parent / "fixtures"
+REDIS_URL = os.environ.get("CLERK_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get(
     "CLERK_SYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -65,6 +66,26 @@ def pg_database() -> Iterator[str]:
     yield url
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis, with no rate-limit budgets left from earlier runs. Unreachable *fails*:
+    the shared budget must be proven in CI, never skipped."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        stale = list(client.scan_iter("clerk_sync:*"))
+        if stale:
+            client.delete(*stale)
+        client.close()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} (set CLERK_SYNC_TEST_REDIS_URL): {exc}",
+            pytrace=False,
+        )
+    return REDIS_URL
 
 
 def _truncate_pg(url: str) -> None:

@@ -76,6 +76,37 @@ class Settings(BaseSettings):
         description="Comma-separated `module:function` cleanup hooks run inside the delete "
         "transaction, each called as `fn(connection, user_id)`.",
     )
+    allowed_source_ips: str = Field(
+        default="",
+        description="Who may POST webhooks: IPs, CIDRs and presets (`svix` = every published "
+        "Svix region, or `svix-us`, `svix-eu`, …) separated by spaces or commas. Others get 403 "
+        "before anything is read. Empty: any source (the signature is always required).",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="IPs/CIDRs of your reverse proxies: only a request from one of them has its "
+        "`X-Forwarded-For` believed. Empty: the TCP peer is the client.",
+    )
+    rate_limit_webhook: str = Field(
+        default="",
+        description="Budget of webhook requests per client IP, e.g. `100/second` (the `limits` "
+        "notation). Empty: verified deliveries are never throttled.",
+    )
+    rate_limit_webhook_rejected: str = Field(
+        default="60/minute",
+        description="Budget of webhook requests per client IP that fail verification (4xx); "
+        "once spent, that IP gets 429 before parsing. Empty: no budget.",
+    )
+    rate_limit_api: str = Field(
+        default="600/minute",
+        description="Budget of read API requests (`/api/users`, `/api/events`) per client IP. "
+        "Empty: no budget.",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Redis (`redis://…`, `rediss://…`) holding the rate-limit budgets, so "
+        "replicas share them. Empty: in memory, per process.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="Python logging level name."
     )

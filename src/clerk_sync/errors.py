@@ -21,6 +21,9 @@ codes never change once released.
     │                                payload_invalid             recorded as `failed`, Svix told to
     │                                                            stop retrying)
     ├── StoreUnavailable             store_unavailable      503  (transient: Svix retries)
+    ├── Refused                      (the guard: before the request is parsed)
+    │   ├── SourceNotAllowed         source_not_allowed     403
+    │   └── RateLimited              rate_limited           429  (with Retry-After)
     ├── ServerUnreachable            server_unreachable     exit 1   (devtools: no HTTP answer)
     └── ApiError                     (read API)
         ├── Unauthorized             unauthorized           401
@@ -109,6 +112,27 @@ class StoreUnavailable(ClerkSyncError):
     code = "store_unavailable"
     http_status = 503
     exit_code = 4
+
+
+class Refused(ClerkSyncError):
+    """Turned away by the guard (source address, rate limit) before anything is parsed."""
+
+    http_status = 403
+
+
+class SourceNotAllowed(Refused):
+    code = "source_not_allowed"
+
+
+class RateLimited(Refused):
+    """The client spent its budget; ``retry_after`` seconds until it has some again."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ServerUnreachable(ClerkSyncError):

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -138,11 +139,12 @@ def wait_healthy(
     timeout: float,
     stderr_text: Callable[[], str],
     what: str,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Poll ``GET url/healthz`` until it answers 200; raise :class:`ServerError` with the
     process's stderr if it exits first or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, timeout=1.0) as probe:
+    with httpx.Client(base_url=url, timeout=1.0, verify=verify) as probe:
         while True:
             code = proc.poll()
             if code is not None:
@@ -172,9 +174,12 @@ class ServerProcess:
         extra_env: Mapping[str, str] | None = None,
         via_dotenv_local: bool = False,
         startup_timeout: float = STARTUP_TIMEOUT,
+        extra_args: Sequence[str] = (),
+        tls_trust: ssl.SSLContext | None = None,
     ) -> None:
         """``via_dotenv_local``: write the secret, URL and token to ``workdir/.env.local``
-        instead of passing them in the environment."""
+        instead of passing them in the environment. ``tls_trust``: the server speaks HTTPS
+        (``extra_args`` carry its ``--ssl-*`` options) and clients trust this context."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -188,6 +193,8 @@ class ServerProcess:
             settings = {}
         self.env = clean_env({**settings, **(extra_env or {})})
         self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
+        self.tls_trust = tls_trust
         self.stderr_path = workdir / "server.stderr.log"
         self.stdout_path = workdir / "server.stdout.log"
         self.port = 0
@@ -199,7 +206,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls_trust else 'http'}://{HOST}:{self.port}"
 
     @property
     def returncode(self) -> int | None:
@@ -227,7 +234,15 @@ class ServerProcess:
         stdout = self.stdout_path.open("wb")
         self._files = [stderr, stdout]
         self.proc = subprocess.Popen(
-            [*clerk_sync_command(), "serve", "--host", HOST, "--port", str(self.port)],
+            [
+                *clerk_sync_command(),
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             env=self.env,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
@@ -238,7 +253,12 @@ class ServerProcess:
     def _wait_healthy(self) -> None:
         assert self.proc is not None
         wait_healthy(
-            self.proc, self.url, self.startup_timeout, self.stderr_text, "clerk-sync serve"
+            self.proc,
+            self.url,
+            self.startup_timeout,
+            self.stderr_text,
+            "clerk-sync serve",
+            verify=self.tls_trust or True,
         )
 
     def stop(self, timeout: float = 10.0) -> int:
@@ -294,7 +314,9 @@ class ServerProcess:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(base_url=self.url, timeout=15.0)
+            self._client = httpx.Client(
+                base_url=self.url, timeout=15.0, verify=self.tls_trust or True
+            )
         return self._client
 
     def post(

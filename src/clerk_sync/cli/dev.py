@@ -124,4 +124,5 @@ def dev(
         log_config=None,
         access_log=False,
         log_level=settings.log_level.lower(),
+        proxy_headers=False,  # the guard decides whom to believe (TRUSTED_PROXIES)
     )

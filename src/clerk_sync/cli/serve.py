@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,21 +44,52 @@ def announce(url: str, database_url: str, log_format: LogFormat) -> None:
         stderr.print(line, highlight=False, markup=False)
 
 
+def check_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
+    """Load the certificate and key now, so a wrong path or a mismatched pair is a one-line
+    error at startup rather than a traceback from inside uvicorn."""
+    if certfile is None:
+        if keyfile is not None:
+            raise ConfigError("--ssl-keyfile needs --ssl-certfile (the certificate chain).")
+        return None
+    for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option} {path}: no such file.")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"--ssl-certfile/--ssl-keyfile cannot be loaded ({exc}): the files must be PEM, "
+            "and the key must belong to the certificate (or be in the certificate file)."
+        ) from None
+    return context
+
+
 @reports_errors
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, help="TCP port."),
     log_format: Annotated[LogFormat, typer.Option("--log-format", help=LOG_FORMAT_HELP)] = "text",
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-certfile", help="PEM certificate chain: serve HTTPS directly."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-keyfile", help="PEM private key of --ssl-certfile."),
+    ] = None,
 ) -> None:
     """Receive Clerk webhooks at POST /api/webhooks/clerk and keep the database in sync."""
     settings = load_settings()
     settings.webhook_secrets()  # refuse to start without a usable secret
     refuse_dev_secret(settings)
+    check_tls(ssl_certfile, ssl_keyfile)
     configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine)
         app = create_app(settings, engine=engine)
-        announce(f"http://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)
+        scheme = "https" if ssl_certfile else "http"
+        announce(f"{scheme}://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; a graceful stop
         # is a success, so let that re-raised signal end the process with status 0.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -67,4 +100,7 @@ def serve(
             log_config=None,
             access_log=False,
             log_level=settings.log_level.lower(),
+            proxy_headers=False,  # the guard decides whom to believe (TRUSTED_PROXIES)
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         )

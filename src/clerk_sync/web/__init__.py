@@ -12,15 +12,16 @@ from starlette.routing import Route
 
 from ..committer import GroupCommitter
 from ..config import Settings, load_hooks
-from ..errors import ClerkSyncError
+from ..errors import ClerkSyncError, Refused
 from ..receiver import Receiver
 from ..store import ensure_schema, make_engine
 from ..store.engine import is_sqlite
 from ..sync import UserDeletedHook
 from ..verify import Verifier
 from .api import ReadApi
-from .responses import handle_error
-from .webhook import Receive, Scope, Send, WebhookEndpoint
+from .guard import Guard
+from .responses import Receive, Scope, Send, handle_error, refuse
+from .webhook import WebhookEndpoint
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 
@@ -36,6 +37,7 @@ def create_app(
     verifier = Verifier(
         settings.webhook_secrets(), tolerance_seconds=settings.webhook_tolerance_seconds
     )
+    guard = Guard.from_settings(settings)
     owns_engine = engine is None
     if engine is None:
         engine = make_engine(
@@ -57,6 +59,7 @@ def create_app(
         try:
             yield
         finally:
+            await guard.limiter.close()
             await run_in_threadpool(committer.stop)
             if owns_engine:
                 engine.dispose()
@@ -73,23 +76,43 @@ def create_app(
     )
     routes.state.receiver = receiver
     routes.state.engine = engine
-    return ClerkSyncApp(WebhookEndpoint(verifier, committer, settings.max_body_bytes), routes)
+    webhook = WebhookEndpoint(verifier, committer, settings.max_body_bytes)
+    return ClerkSyncApp(webhook, routes, guard)
 
 
 class ClerkSyncApp:
-    """The ASGI app: the webhook route straight to its handler, everything else to Starlette
-    (read API, health check, lifespan, 404/405)."""
+    """The ASGI app: the guard first, then the webhook route straight to its handler and
+    everything else to Starlette (read API, health check, lifespan, 404/405)."""
 
-    def __init__(self, webhook: WebhookEndpoint, routes: Starlette) -> None:
+    def __init__(self, webhook: WebhookEndpoint, routes: Starlette, guard: Guard) -> None:
         self.webhook = webhook
         self.routes = routes
+        self.guard = guard
         self.state = routes.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
-            await self.webhook(scope, receive, send)
-        else:
-            await self.routes(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == WEBHOOK_PATH and scope["method"] == "POST":
+                await self._webhook(scope, receive, send)
+                return
+            if path.startswith("/api/"):
+                try:
+                    await self.guard.admit_api(scope)
+                except Refused as exc:
+                    await refuse(send, exc)
+                    return
+        await self.routes(scope, receive, send)
+
+    async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            key = await self.guard.admit_webhook(scope)
+        except Refused as exc:
+            await refuse(send, exc)
+            return
+        status = await self.webhook(scope, receive, send)
+        if 400 <= status < 500 and status != 422:
+            await self.guard.webhook_refused(key)
 
 
 __all__ = ["WEBHOOK_PATH", "ClerkSyncApp", "create_app"]

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-import orjson
 
 from ..committer import GroupCommitter
 from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
+from .responses import Receive, Scope, Send, send_json
 
 log = logging.getLogger("clerk_sync.delivery")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 ABORT_HEADERS = {"webhook-delivery": "abort-message"}
 """Tells Svix to stop retrying a message that can never succeed."""
@@ -56,7 +49,8 @@ class WebhookEndpoint:
         self.committer = committer
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Handle one delivery; returns the HTTP status sent (0 when the client left)."""
         started = time.perf_counter()
         headers = {
             name.decode("latin-1"): value.decode("latin-1")
@@ -67,12 +61,12 @@ class WebhookEndpoint:
         try:
             outcome = await self._receive(headers, receive)
         except ClientGone:
-            return
+            return 0
         except ClerkSyncError as exc:
             _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
             extra = ABORT_HEADERS if isinstance(exc, InvalidPayload) else None
             await send_json(send, exc.http_status, exc.to_dict(), extra)
-            return
+            return exc.http_status
         _log_line(
             outcome.svix_id,
             outcome.event_type,
@@ -81,7 +75,7 @@ class WebhookEndpoint:
             started,
             outcome.reason if outcome.status in ("failed", "stale") else None,
         )
-        await _answer(send, outcome)
+        return await _answer(send, outcome)
 
     async def _receive(self, headers: dict[str, str], receive: Receive) -> Outcome:
         announced = headers.get("content-length")
@@ -95,18 +89,7 @@ class WebhookEndpoint:
         )
 
 
-async def send_json(
-    send: Send, status: int, content: Any, extra_headers: dict[str, str] | None = None
-) -> None:
-    body = orjson.dumps(content)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if extra_headers:
-        headers += [(k.encode(), v.encode()) for k, v in extra_headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _answer(send: Send, outcome: Outcome) -> None:
+async def _answer(send: Send, outcome: Outcome) -> int:
     body = {
         "svix_id": outcome.svix_id,
         "status": outcome.status,
@@ -118,9 +101,10 @@ async def _answer(send: Send, outcome: Outcome) -> None:
         if outcome.reason:
             body["reason"] = outcome.reason
         await send_json(send, 200, body)
-        return
+        return 200
     body = {"error": outcome.error_code or "payload_invalid", "detail": outcome.reason, **body}
     await send_json(send, 422, body, ABORT_HEADERS)
+    return 422
 
 
 async def _read_limited(receive: Receive, limit: int) -> bytes:
