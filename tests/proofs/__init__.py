@@ -1,0 +1,1 @@
+"""Property-based proofs: clerk-sync against a pure model and hostile input."""
