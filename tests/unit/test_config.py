@@ -302,3 +302,11 @@ def test_load_hooks_refuses_bad_entries(path: str, expected: str) -> None:
 def test_load_hooks_refuses_relative_module(path: str) -> None:
     with pytest.raises(ConfigError):
         load_hooks([path])
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """A setting users cannot find is a setting they cannot use."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if "| `" in line}
+    assert {name.upper() for name in Settings.model_fields} <= rows

@@ -79,7 +79,12 @@ class WebhookEndpoint:
 
     async def _receive(self, headers: dict[str, str], receive: Receive) -> Outcome:
         announced = headers.get("content-length")
-        if announced and announced.isdigit() and int(announced) > self.max_body:
+        if (
+            announced
+            and announced.isascii()
+            and announced.isdigit()
+            and int(announced) > self.max_body
+        ):
             raise _too_large(self.max_body)
         signed = self.verifier.check_headers(headers)
         body = await _read_limited(receive, self.max_body)
