@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         le=10_000,
         description="Most deliveries committed together in one transaction (group commit).",
     )
+    writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where the database work runs: a child process fed over a pipe (the "
+        "default: it does not compete with the HTTP event loop for the GIL), or a thread of "
+        "the server process (one process, e.g. where spawning is not allowed).",
+    )
     on_user_deleted: str = Field(
         default="",
         description="Comma-separated `module:function` cleanup hooks run inside the delete "
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("writer", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @classmethod
     def load(cls) -> Settings:

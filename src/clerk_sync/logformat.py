@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -44,7 +45,7 @@ def redact(text: str) -> str:
     """``text`` with e-mail addresses masked and secret-shaped tokens replaced."""
     if "@" in text:
         text = _EMAIL.sub(r"\1***@\2", text)
-    if "_" in text:
+    if "sk_" in text or "sec_" in text:  # every prefix _SECRET knows ends in one of these
         text = _SECRET.sub(r"\1_***", text)
     return text
 
@@ -147,3 +148,15 @@ def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter()
     return TextFormatter(colour=wants_colour(stream))
+
+
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Log to stderr: readable text (coloured on a terminal) or one JSON object per line.
+
+    Either way e-mail addresses are masked and secret-shaped tokens replaced. The server and its
+    writer process both call this, so their lines look alike.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format, sys.stderr))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -147,7 +147,8 @@ def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:
             "svix-timestamp and svix-signature; check that a proxy is not stripping them."
         )
     msg_id = lowered[id_name].strip()
-    if len(msg_id) > MAX_ID_LENGTH or any(c.isspace() or not c.isprintable() for c in msg_id):
+    # isprintable() is False for every whitespace character except the ASCII space.
+    if len(msg_id) > MAX_ID_LENGTH or not msg_id.isprintable() or " " in msg_id:
         raise MalformedHeader(
             f"{id_name} is not a message id (printable, no spaces, at most {MAX_ID_LENGTH} "
             "characters)."

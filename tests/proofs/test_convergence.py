@@ -121,8 +121,11 @@ def reset(engine: Engine) -> None:
 
 
 def check(scenario: Scenario, outcomes: Sequence[object], observer: Engine) -> None:
-    """The end state is the model's, and the log holds each svix id once, counted right."""
+    """The end state is the model's, the log holds each svix id once, counted right, and each
+    svix id was applied once: every other delivery of it was answered ``duplicate``."""
     assert all(isinstance(o, Outcome) and o.accepted for o in outcomes), outcomes
+    fresh = Counter(o.svix_id for o in outcomes if isinstance(o, Outcome) and not o.duplicate)
+    assert fresh == Counter(dict.fromkeys(scenario.counts(), 1)), "a svix id was applied twice"
     expected = expected_state(scenario.history)
     assert actual_state(observer) == expected
     with observer.connect() as conn:

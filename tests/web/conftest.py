@@ -22,6 +22,9 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "clerk_webhook_secret": SECRET,
         "database_url": db_url,
         "admin_token": ADMIN_TOKEN,
+        # In-process writer: a child process per app would add a second to every test; the
+        # writer process has its own tests (test_writer.py) and every end-to-end test runs it.
+        "writer": "thread",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

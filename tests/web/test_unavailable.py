@@ -30,9 +30,12 @@ def doomed_database(pg_database: str) -> Iterator[tuple[str, str]]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_database_down_answers_503_and_healthz_fails(doomed_database: tuple[str, str]) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_database_down_answers_503_and_healthz_fails(
+    doomed_database: tuple[str, str], writer: str
+) -> None:
     url, admin = doomed_database
-    with TestClient(create_app(make_settings(url))) as client:
+    with TestClient(create_app(make_settings(url, writer=writer))) as client:
         body, headers = signed(user_event("user.created", user_object()))
         assert client.post(WEBHOOK_PATH, content=body, headers=headers).status_code == 200
 

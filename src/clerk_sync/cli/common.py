@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from sqlalchemy import Engine
 
 from ..config import Settings
 from ..errors import ClerkSyncError
-from ..logformat import LogFormat, make_formatter
+from ..logformat import configure_logging as configure_logging
 from ..store import ensure_schema, make_engine
 
 P = ParamSpec("P")
@@ -60,18 +59,6 @@ def open_engine(settings: Settings, *, require_current: bool = True) -> Iterator
 
 def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def configure_logging(level: str, log_format: LogFormat = "text") -> None:
-    """Log to stderr: readable text (coloured on a terminal) or one JSON object per line.
-
-    Either way e-mail addresses are masked and secret-shaped tokens replaced
-    (:mod:`clerk_sync.logformat`).
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(make_formatter(log_format, sys.stderr))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def ms_to_text(value: int | None) -> str:

@@ -51,7 +51,7 @@ def app_factory() -> ASGIApp:
     try:
         settings = Settings.load()
         configure_logging(settings.log_level, log_format)
-        return create_app(settings)
+        return create_app(settings, log_format=log_format)
     except ClerkSyncError as exc:
         log.error("error [%s] %s (fix it and save: dev reloads)", exc.code, exc.detail)
         sys.exit(exc.exit_code)

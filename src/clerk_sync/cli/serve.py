@@ -87,7 +87,7 @@ def serve(
     configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine)
-        app = create_app(settings, engine=engine)
+        app = create_app(settings, engine=engine, log_format=log_format)
         scheme = "https" if ssl_certfile else "http"
         announce(f"{scheme}://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; a graceful stop

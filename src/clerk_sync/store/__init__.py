@@ -1,8 +1,29 @@
-"""Persistence: tables, engines, migrations, and the statements that read and write them."""
+"""Persistence: tables, engines, migrations, and the statements that read and write them.
+
+The migration functions load Alembic (about 12 MB and 0.2 s), so they are imported on first use:
+the writer process and the read-only commands never pay for them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .engine import make_engine
-from .migrate import ensure_schema, schema_state, upgrade
 from .schema import Base, metadata, users_table
+
+if TYPE_CHECKING:
+    from .migrate import ensure_schema, schema_state, upgrade
+
+_MIGRATE = ("ensure_schema", "schema_state", "upgrade")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MIGRATE:
+        from . import migrate
+
+        return getattr(migrate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Base",

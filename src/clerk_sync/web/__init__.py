@@ -13,11 +13,13 @@ from starlette.routing import Route
 from ..committer import GroupCommitter
 from ..config import Settings, load_hooks
 from ..errors import ClerkSyncError, Refused
+from ..logformat import LogFormat
 from ..receiver import Receiver
 from ..store import ensure_schema, make_engine
 from ..store.engine import is_sqlite
 from ..sync import UserDeletedHook
 from ..verify import Verifier
+from ..writer import WriterConfig, WriterProcess
 from .api import ReadApi
 from .guard import Guard
 from .responses import Receive, Scope, Send, handle_error, refuse
@@ -31,9 +33,15 @@ def create_app(
     *,
     engine: Engine | None = None,
     on_user_deleted: Sequence[UserDeletedHook] | None = None,
+    log_format: LogFormat = "text",
 ) -> ClerkSyncApp:
     """Build the app. Settings are checked now (a bad secret raises :class:`ConfigError`);
-    the schema is checked, and an empty database migrated, when the app starts."""
+    the schema is checked, and an empty database migrated, when the app starts.
+
+    With ``settings.writer == "process"`` the database work runs in a child process
+    (:mod:`clerk_sync.writer`), which logs in ``log_format``; hooks given as callables in
+    ``on_user_deleted`` cannot cross to it, so they run on the in-process writer thread.
+    """
     verifier = Verifier(
         settings.webhook_secrets(), tolerance_seconds=settings.webhook_tolerance_seconds
     )
@@ -47,20 +55,39 @@ def create_app(
         list(on_user_deleted) if on_user_deleted is not None else load_hooks(settings.hook_paths())
     )
     receiver = Receiver(engine, on_user_deleted=hooks)
-    committer = GroupCommitter(
-        receiver, max_batch=settings.batch_max, writers=1 if is_sqlite(engine) else 4
-    )
+    writers = 1 if is_sqlite(engine) else 4
+    committer: GroupCommitter | WriterProcess
+    if settings.writer == "process" and on_user_deleted is None:
+        committer = WriterProcess(
+            WriterConfig(
+                database_url=engine.url.render_as_string(hide_password=False),
+                sqlite_synchronous=settings.sqlite_synchronous,
+                hook_paths=settings.hook_paths(),
+                max_batch=settings.batch_max,
+                writers=writers,
+                log_level=settings.log_level,
+                log_format=log_format,
+            )
+        )
+    else:
+        committer = GroupCommitter(receiver, max_batch=settings.batch_max, writers=writers)
     api = ReadApi(engine, settings.admin_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_schema, engine)
-        committer.start()
+        if isinstance(committer, WriterProcess):
+            await committer.start()
+        else:
+            committer.start()
         try:
             yield
         finally:
             await guard.limiter.close()
-            await run_in_threadpool(committer.stop)
+            if isinstance(committer, WriterProcess):
+                committer.stop()  # on the loop: it owns the pipes' readers
+            else:
+                await run_in_threadpool(committer.stop)
             if owns_engine:
                 engine.dispose()
 

@@ -18,6 +18,7 @@ from ..committer import GroupCommitter
 from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
+from ..writer import WriterProcess
 from .responses import Receive, Scope, Send, send_json
 
 log = logging.getLogger("clerk_sync.delivery")
@@ -44,7 +45,9 @@ class ClientGone(Exception):
 class WebhookEndpoint:
     """The webhook route: an ASGI handler holding its collaborators."""
 
-    def __init__(self, verifier: Verifier, committer: GroupCommitter, max_body: int) -> None:
+    def __init__(
+        self, verifier: Verifier, committer: GroupCommitter | WriterProcess, max_body: int
+    ) -> None:
         self.verifier = verifier
         self.committer = committer
         self.max_body = max_body

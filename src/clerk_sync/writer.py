@@ -1,0 +1,427 @@
+"""The writer process: group commit on the other side of a pipe, so the database work never
+competes with the HTTP event loop for one interpreter lock.
+
+In one process, the event loop (parsing, verifying, answering) and the writer thread (decoding,
+SQL, commit) take turns on the GIL: every SQLite or psycopg call releases it and must win it back
+from a busy loop, so under load each side mostly waits for the other (measured in
+``bench/README.md``). Here the loop hands each verified delivery to a child process over a pipe
+and awaits its outcome; the child runs the same :class:`Receiver` batches as
+:class:`~clerk_sync.committer.GroupCommitter` and answers each delivery only after its batch has
+committed. A 2xx still means durable.
+
+If the child dies, every delivery it had not answered gets :class:`StoreUnavailable` (503: Svix
+retries; one that had in fact committed is then a duplicate) and a new child is started. When the
+server process dies, the child reads end-of-file, finishes the batch it holds and exits.
+
+Frames in both directions are a 4-byte big-endian length and a pickle (the two ends are the same
+program): ``(job, svix_id, body, received_at)`` going, ``(job, outcome fields | None, detail)``
+coming back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ClerkSyncError, StoreUnavailable
+from .receiver import Delivery, Outcome
+
+log = logging.getLogger("clerk_sync.writer")
+
+CONFIG_ENV = "CLERK_SYNC_WRITER_CONFIG"
+_HEADER = 4
+_READ_SIZE = 1 << 20
+_RESTART_DELAY = 0.5
+_READY = -1
+"""The job number of the child's first frame: it has imported everything and opened the engine."""
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the child needs to open the database the way the server would (plain values)."""
+
+    database_url: str
+    sqlite_synchronous: str = "FULL"
+    hook_paths: list[str] = field(default_factory=list)
+    max_batch: int = 64
+    writers: int = 1
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+
+def _frame(payload: Any) -> bytes:
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_HEADER, "big") + data
+
+
+class _Frames:
+    """Reassembles frames from a byte stream read in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        out: list[Any] = []
+        start = 0
+        buffer = self._buffer
+        while len(buffer) - start >= _HEADER:
+            size = int.from_bytes(buffer[start : start + _HEADER], "big")
+            end = start + _HEADER + size
+            if end > len(buffer):
+                break
+            out.append(pickle.loads(buffer[start + _HEADER : end]))  # noqa: S301 (our own child)
+            start = end
+        del buffer[:start]
+        return out
+
+
+# -- the server's side ----------------------------------------------------------------------------
+
+
+class WriterProcess:
+    """The contract of :class:`~clerk_sync.committer.GroupCommitter` — ``await submit(delivery)``
+    and ``stop()`` — but started with ``await start()`` on the running event loop, which returns
+    once the child is ready (so a server does not accept deliveries it would make wait)."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._out = -1
+        self._in = -1
+        self._frames = _Frames()
+        self._pending: dict[int, asyncio.Future[Outcome]] = {}
+        self._unsent = bytearray()
+        self._flush_scheduled = False
+        self._awaiting_writable = False
+        self._next_job = 0
+        self._stopping = False
+        self._restart: asyncio.TimerHandle | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._ever_ready = False
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the child and wait until it is ready; a child that dies first raises
+        :class:`StoreUnavailable` (its own error is on stderr, above)."""
+        self._loop = asyncio.get_running_loop()
+        self._spawn()
+        assert self._ready is not None
+        await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+
+    def _spawn(self) -> None:
+        assert self._loop is not None
+        to_child, from_server = os.pipe()
+        to_server, from_child = os.pipe()
+        env = {**os.environ, CONFIG_ENV: json.dumps(asdict(self.config))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clerk_sync.writer", str(to_child), str(from_child)],
+            pass_fds=(to_child, from_child),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._out, self._in = from_server, to_server
+        os.set_blocking(self._out, False)
+        os.set_blocking(self._in, False)
+        self._frames = _Frames()
+        self._unsent.clear()
+        self._ready = self._loop.create_future()
+        self._loop.add_reader(self._in, self._on_readable)
+        log.debug("writer process %d started", self.proc.pid)
+
+    async def submit(self, delivery: Delivery) -> Outcome:
+        """Record and apply ``delivery``; returns once committed (or raises StoreUnavailable)."""
+        if self._loop is None:
+            raise RuntimeError("WriterProcess.start() was not called")
+        if self._out < 0:
+            raise StoreUnavailable("The writer process is restarting; a retry will succeed.")
+        job = self._next_job
+        self._next_job += 1
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._pending[job] = future
+        self._send(_frame((job, delivery.svix_id, delivery.body, delivery.received_at)))
+        try:
+            return await future
+        finally:
+            self._pending.pop(job, None)
+
+    def _send(self, data: bytes) -> None:
+        """Queue a frame. Everything queued in one turn of the event loop goes to the child in
+        one write: a write per delivery (a syscall and a wake-up of the child each) cost more
+        than the rest of the hand-over."""
+        self._unsent += data
+        if not self._flush_scheduled and not self._awaiting_writable:
+            self._flush_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out < 0 or not self._unsent:
+            return
+        try:
+            written = os.write(self._out, self._unsent)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the child is gone; _on_readable will see it and fail the jobs
+            written = len(self._unsent)
+        del self._unsent[:written]
+        assert self._loop is not None
+        if self._unsent and not self._awaiting_writable:
+            self._awaiting_writable = True
+            self._loop.add_writer(self._out, self._flush)
+        elif not self._unsent and self._awaiting_writable:
+            self._awaiting_writable = False
+            self._loop.remove_writer(self._out)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._in, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._child_gone()
+            return
+        for job, fields, detail in self._frames.feed(data):
+            if job == _READY:
+                self._ever_ready = True
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(None)
+                continue
+            future = self._pending.get(job)
+            if future is None or future.done():  # the client left; committed all the same
+                continue
+            if fields is not None:
+                future.set_result(Outcome(*fields))
+            else:
+                future.set_exception(StoreUnavailable(detail))
+
+    def _close_pipes(self) -> None:
+        assert self._loop is not None
+        if self._in >= 0:
+            self._loop.remove_reader(self._in)
+            os.close(self._in)
+            self._in = -1
+        if self._out >= 0:
+            if self._awaiting_writable:
+                self._loop.remove_writer(self._out)
+                self._awaiting_writable = False
+            self._unsent.clear()
+            os.close(self._out)
+            self._out = -1
+
+    def _child_gone(self) -> None:
+        """The child closed its end: fail what it had not answered; start another unless
+        we are stopping."""
+        self._close_pipes()
+        code = self.proc.wait() if self.proc is not None else None
+        failure = (
+            "The writer process exited before answering; nothing is known to be applied "
+            "and a retry will succeed."
+        )
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(StoreUnavailable(failure))
+        if not self._ever_ready:  # start() is waiting: fail the server's start
+            assert self._ready is not None
+            self._ready.set_exception(
+                StoreUnavailable(f"The writer process exited at start (status {code}).")
+            )
+            return
+        if self._stopping:
+            return
+        log.error("writer process exited (status %s); starting another", code)
+        assert self._loop is not None
+        self._restart = self._loop.call_later(_RESTART_DELAY, self._spawn)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the child finish what it holds, answer it, and exit (called on the loop)."""
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+        if self._out >= 0:
+            if self._unsent:  # the loop is shutting down: push the rest synchronously
+                os.set_blocking(self._out, True)
+                with contextlib.suppress(OSError):
+                    os.write(self._out, bytes(self._unsent))
+                self._unsent.clear()
+            if self._awaiting_writable:
+                assert self._loop is not None
+                self._loop.remove_writer(self._out)
+                self._awaiting_writable = False
+            os.close(self._out)
+            self._out = -1
+        if self._in >= 0:
+            os.set_blocking(self._in, True)
+            assert self._loop is not None
+            self._loop.remove_reader(self._in)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = os.read(self._in, _READ_SIZE)
+                if not data:
+                    break
+                for job, fields, detail in self._frames.feed(data):
+                    future = self._pending.get(job)
+                    if future is not None and not future.done():
+                        if fields is not None:
+                            future.set_result(Outcome(*fields))
+                        else:
+                            future.set_exception(StoreUnavailable(detail))
+            os.close(self._in)
+            self._in = -1
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- the child's side -----------------------------------------------------------------------------
+
+
+def _outcome_fields(outcome: Outcome) -> tuple[Any, ...]:
+    return (
+        outcome.svix_id,
+        outcome.status,
+        outcome.duplicate,
+        outcome.event_type,
+        outcome.subject_id,
+        outcome.reason,
+        outcome.error_code,
+    )
+
+
+def serve_pipe(
+    receive_batch: Callable[[list[Delivery]], list[Outcome | StoreUnavailable]],
+    read_fd: int,
+    write_fd: int,
+    *,
+    max_batch: int,
+    writers: int,
+) -> None:
+    """Read deliveries until end-of-file, commit them in batches, answer each after its commit.
+
+    The calling thread reads; ``writers`` threads each take whatever is queued (up to
+    ``max_batch``) as one batch, as the in-process group committer does.
+    """
+    jobs: queue.SimpleQueue[tuple[int, Delivery] | None] = queue.SimpleQueue()
+    answer_lock = threading.Lock()
+
+    def answer(payload: bytes) -> None:
+        with answer_lock:
+            view = memoryview(payload)
+            try:
+                while view:
+                    written = os.write(write_fd, view)
+                    view = view[written:]
+            except BrokenPipeError:  # the server is gone; what committed stays committed
+                pass
+
+    def work() -> None:
+        while True:
+            first = jobs.get()
+            if first is None:
+                jobs.put(None)  # let the other writers see the end too
+                return
+            batch = [first]
+            while len(batch) < max_batch:
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    jobs.put(None)
+                    break
+                batch.append(job)
+            try:
+                results = receive_batch([d for _, d in batch])
+            except BaseException as exc:  # never leave a request hanging
+                log.exception("writer failed")
+                results = [StoreUnavailable(f"The writer failed: {type(exc).__name__}.")] * len(
+                    batch
+                )
+            frames = b"".join(
+                _frame(
+                    (job, _outcome_fields(r), None)
+                    if isinstance(r, Outcome)
+                    else (job, None, r.detail)
+                )
+                for (job, _), r in zip(batch, results, strict=True)
+            )
+            answer(frames)
+
+    threads = [
+        threading.Thread(target=work, name=f"clerk-sync-writer-{n}", daemon=True)
+        for n in range(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    frames = _Frames()
+    while True:
+        data = os.read(read_fd, _READ_SIZE)
+        if not data:
+            break
+        for job, svix_id, body, received_at in frames.feed(data):
+            jobs.put((job, Delivery(svix_id, body, received_at)))
+    jobs.put(None)
+    for thread in threads:
+        thread.join()
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of the child: ``python -m clerk_sync.writer READ_FD WRITE_FD``."""
+    from .config import load_hooks
+    from .logformat import configure_logging
+    from .receiver import Receiver
+    from .store import make_engine
+
+    # Ctrl-C reaches the whole process group; the server decides when to stop, and tells this
+    # process by closing the pipe, so a batch is never cut in half.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    read_fd, write_fd = int(argv[0]), int(argv[1])
+    config = WriterConfig(**json.loads(os.environ[CONFIG_ENV]))
+    configure_logging(config.log_level, "json" if config.log_format == "json" else "text")
+    try:
+        engine = make_engine(
+            config.database_url,
+            sqlite_synchronous=config.sqlite_synchronous,
+            pool_size=max(5, config.writers),
+        )
+        receiver = Receiver(engine, on_user_deleted=load_hooks(config.hook_paths))
+    except ClerkSyncError as exc:
+        log.error("writer process cannot start: error [%s] %s", exc.code, exc.detail)
+        sys.exit(exc.exit_code)
+    os.write(write_fd, _frame((_READY, None, None)))
+    try:
+        serve_pipe(
+            receiver.receive_batch,
+            read_fd,
+            write_fd,
+            max_batch=config.max_batch,
+            writers=config.writers,
+        )
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
