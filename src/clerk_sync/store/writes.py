@@ -155,13 +155,45 @@ def _run(conn: Connection, name: str, values: Mapping[str, Any]) -> list[Any]:
         cursor.close()
 
 
+Step = tuple[str, Mapping[str, Any]]
+"""One statement of :func:`run_pipelined`: its name in ``_STATEMENTS`` and its values."""
+
+
+def run_pipelined(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
+    """Run ``steps`` in order in one round trip (psycopg's pipeline mode); their rows.
+
+    PostgreSQL only. The statements still run one after another on the server, in this order,
+    inside the caller's transaction; the client simply does not wait for each answer before
+    sending the next. An error in any of them raises here, and the transaction is lost.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursors = []
+    with driver.pipeline():
+        for name, values in steps:
+            statement = _compiled(conn.dialect, name)
+            cursor = driver.cursor()
+            cursor.execute(statement.sql, statement.params(values))
+            cursors.append(cursor)
+    try:
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def record_values(rows: list[Any]) -> tuple[int, int, str]:
+    """The ``(seq, delivery_count, status)`` of a ``record`` step's rows."""
+    seq, count, status = rows[0]
+    return int(seq), int(count), str(status)
+
+
 def record_delivery(conn: Connection, values: dict[str, Any]) -> tuple[int, int, str]:
     """Insert the log row, or count one more delivery of a known svix id.
 
     Returns ``(seq, delivery_count, status)``: a count of 1 means this svix id is new.
     """
-    seq, count, status = _run(conn, "record", values)[0]
-    return int(seq), int(count), str(status)
+    return record_values(_run(conn, "record", values))
 
 
 def finish_delivery(

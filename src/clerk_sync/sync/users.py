@@ -32,11 +32,21 @@ class UpsertUser:
     values: dict[str, Any]
 
     def apply(self, conn: Connection, ctx: ApplyContext) -> Applied:
-        if writes.upsert_user(conn, {**self.values, "synced_at": ctx.now_ms}):
+        if writes.upsert_user(conn, self.row(ctx.now_ms)):
             return Applied("processed")
         if writes.is_tombstoned(conn, self.subject_id):
+            return self.refused(tombstoned=True, stored=None)
+        return self.refused(tombstoned=False, stored=writes.stored_version(conn, self.subject_id))
+
+    def row(self, now_ms: int) -> dict[str, Any]:
+        """The parameters of :func:`writes.upsert_user`."""
+        return {**self.values, "synced_at": now_ms}
+
+    def refused(self, *, tombstoned: bool, stored: int | None) -> Applied:
+        """Why an upsert that changed nothing is stale (the receiver's pipelined path asks the
+        same two questions in one round trip)."""
+        if tombstoned:
             return Applied("stale", "user was deleted; deletes win", erase_payload=True)
-        stored = writes.stored_version(conn, self.subject_id)
         return Applied(
             "stale", f"updated_at {self.updated_at} is not newer than the stored {stored}"
         )

@@ -16,7 +16,6 @@ from ..errors import ClerkSyncError, Refused
 from ..logformat import LogFormat
 from ..receiver import Receiver
 from ..store import ensure_schema, make_engine
-from ..store.engine import is_sqlite
 from ..sync import UserDeletedHook
 from ..verify import Verifier
 from ..writer import WriterConfig, WriterProcess
@@ -55,7 +54,9 @@ def create_app(
         list(on_user_deleted) if on_user_deleted is not None else load_hooks(settings.hook_paths())
     )
     receiver = Receiver(engine, on_user_deleted=hooks)
-    writers = 1 if is_sqlite(engine) else 4
+    # One writer on either database: four threads on PostgreSQL made smaller batches and more
+    # commits (about 1,300 against 1,900 deliveries/s on 2 cores). Replicas add parallelism.
+    writers = 1
     committer: GroupCommitter | WriterProcess
     if settings.writer == "process" and on_user_deleted is None:
         committer = WriterProcess(
