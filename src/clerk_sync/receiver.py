@@ -173,7 +173,7 @@ class Receiver:
                         if conn.dialect.name == "postgresql" and len(prepared) > 1:
                             return self._apply_pipelined(conn, prepared, now_ms)
                         return [self._apply(conn, p, now_ms) for p in prepared]
-            except DBAPIError as exc:
+            except Exception as exc:
                 if attempt < _RETRIES and _retryable(exc):
                     log.info("retrying after %s (attempt %d)", _cause(exc), attempt + 1)
                     continue
@@ -321,10 +321,14 @@ def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
     return list(keys)
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+def _retryable(exc: Exception) -> bool:
+    """Deadlocks, serialization failures and lost connections: worth another try. The hot path
+    runs statements on the driver itself (``store/writes.py``), so its errors arrive raw."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+    return getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def _cause(exc: BaseException) -> str:

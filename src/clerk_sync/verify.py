@@ -2,11 +2,15 @@
 
 Decisions this module owns:
 
-* The HMAC is computed by the ``svix`` library's own signer; we wrap it rather than call
-  ``Webhook.verify`` because that hard-codes a 5-minute tolerance, checks one secret, returns
-  ``None`` in svix 2.x and leaks ``ValueError``/``binascii.Error``/``UnicodeDecodeError`` on
-  malformed input. Here every failure becomes a typed :class:`~clerk_sync.errors.RejectedDelivery`
-  whose detail says what to check.
+* The HMAC is computed by the signer of ``standardwebhooks``, the Svix team's library that the
+  ``svix`` package's own ``Webhook`` delegates to (``svix.webhooks`` is a thin shim over it).
+  Importing ``svix`` would load its whole API client too — about 30 MB of RSS and a second of
+  start-up, in a server that only needs the signer; tests and ``clerk-sync trigger`` sign with
+  ``svix`` itself, so the two stay checked against each other. We wrap the signer rather than
+  call ``Webhook.verify`` because that hard-codes a 5-minute tolerance, checks one secret,
+  returns ``None`` in svix 2.x and leaks ``ValueError``/``binascii.Error``/``UnicodeDecodeError``
+  on malformed input. Here every failure becomes a typed
+  :class:`~clerk_sync.errors.RejectedDelivery` whose detail says what to check.
 * Cheap checks come first: :meth:`Verifier.check_headers` needs no body, so a request with bad
   headers or a stale timestamp is refused before its body is read.
 * Both header families are accepted (``svix-*`` and the unbranded ``webhook-*``); several
@@ -25,6 +29,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from standardwebhooks.webhooks import Webhook
 
 from .errors import (
     MalformedHeader,
@@ -61,10 +67,6 @@ class Verifier:
     def __init__(self, secrets: list[str], *, tolerance_seconds: int = 300) -> None:
         if not secrets:
             raise ValueError("at least one signing secret is required")
-        # Imported here: the svix package loads its whole API client (about a second), which
-        # CLI commands that never verify should not pay for.
-        from svix.webhooks import Webhook
-
         self._signers = [Webhook(s) for s in secrets]
         self.tolerance_seconds = tolerance_seconds
 

@@ -27,6 +27,7 @@ import logging
 import os
 import pickle
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -199,6 +200,10 @@ class WriterProcess:
         if not data:
             self._child_gone()
             return
+        self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        """Settle the futures of the answers in ``data`` (the child's ready frame included)."""
         for job, fields, detail in self._frames.feed(data):
             if job == _READY:
                 self._ever_ready = True
@@ -269,21 +274,17 @@ class WriterProcess:
             os.close(self._out)
             self._out = -1
         if self._in >= 0:
-            os.set_blocking(self._in, True)
             assert self._loop is not None
             self._loop.remove_reader(self._in)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            # The loop is shutting down: wait here for the child's last answers and its EOF.
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not select.select([self._in], [], [], remaining)[0]:
+                    break
                 data = os.read(self._in, _READ_SIZE)
                 if not data:
                     break
-                for job, fields, detail in self._frames.feed(data):
-                    future = self._pending.get(job)
-                    if future is not None and not future.done():
-                        if fields is not None:
-                            future.set_result(Outcome(*fields))
-                        else:
-                            future.set_exception(StoreUnavailable(detail))
+                self._dispatch(data)
             os.close(self._in)
             self._in = -1
         if self.proc is not None:
