@@ -21,17 +21,16 @@ coming back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import os
 import pickle
-import queue
 import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,7 +57,6 @@ class WriterConfig:
     sqlite_synchronous: str = "FULL"
     hook_paths: list[str] = field(default_factory=list)
     max_batch: int = 64
-    writers: int = 1
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -316,75 +314,59 @@ def serve_pipe(
     write_fd: int,
     *,
     max_batch: int,
-    writers: int,
 ) -> None:
     """Read deliveries until end-of-file, commit them in batches, answer each after its commit.
 
-    The calling thread reads; ``writers`` threads each take whatever is queued (up to
-    ``max_batch``) as one batch, as the in-process group committer does.
+    One thread does it all: it blocks on the pipe only when it has nothing to do, and otherwise
+    takes everything that arrived while it was committing as the next batch (up to
+    ``max_batch``). So the server wakes this process once per idle spell, not once per write.
     """
-    jobs: queue.SimpleQueue[tuple[int, Delivery] | None] = queue.SimpleQueue()
-    answer_lock = threading.Lock()
-
-    def answer(payload: bytes) -> None:
-        with answer_lock:
-            view = memoryview(payload)
+    os.set_blocking(read_fd, False)
+    frames = _Frames()
+    pending: collections.deque[tuple[int, Delivery]] = collections.deque()
+    open_ = True
+    while open_ or pending:
+        if open_ and not pending:
+            select.select([read_fd], [], [])
+        while open_:
             try:
-                while view:
-                    written = os.write(write_fd, view)
-                    view = view[written:]
-            except BrokenPipeError:  # the server is gone; what committed stays committed
-                pass
-
-    def work() -> None:
-        while True:
-            first = jobs.get()
-            if first is None:
-                jobs.put(None)  # let the other writers see the end too
-                return
-            batch = [first]
-            while len(batch) < max_batch:
-                try:
-                    job = jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    jobs.put(None)
-                    break
-                batch.append(job)
-            try:
-                results = receive_batch([d for _, d in batch])
-            except BaseException as exc:  # never leave a request hanging
-                log.exception("writer failed")
-                results = [StoreUnavailable(f"The writer failed: {type(exc).__name__}.")] * len(
-                    batch
-                )
-            frames = b"".join(
+                data = os.read(read_fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                open_ = False
+                break
+            for job, svix_id, body, received_at in frames.feed(data):
+                pending.append((job, Delivery(svix_id, body, received_at)))
+        if not pending:
+            continue
+        batch = [pending.popleft() for _ in range(min(max_batch, len(pending)))]
+        try:
+            results = receive_batch([d for _, d in batch])
+        except BaseException as exc:  # never leave a request hanging
+            log.exception("writer failed")
+            results = [StoreUnavailable(f"The writer failed: {type(exc).__name__}.")] * len(batch)
+        _answer(
+            write_fd,
+            b"".join(
                 _frame(
                     (job, _outcome_fields(r), None)
                     if isinstance(r, Outcome)
                     else (job, None, r.detail)
                 )
                 for (job, _), r in zip(batch, results, strict=True)
-            )
-            answer(frames)
+            ),
+        )
 
-    threads = [
-        threading.Thread(target=work, name=f"clerk-sync-writer-{n}", daemon=True)
-        for n in range(writers)
-    ]
-    for thread in threads:
-        thread.start()
-    frames = _Frames()
-    while True:
-        data = os.read(read_fd, _READ_SIZE)
-        if not data:
-            break
-        for job, svix_id, body, received_at in frames.feed(data):
-            jobs.put((job, Delivery(svix_id, body, received_at)))
-    jobs.put(None)
-    for thread in threads:
-        thread.join()
+
+def _answer(write_fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    try:
+        while view:
+            written = os.write(write_fd, view)
+            view = view[written:]
+    except BrokenPipeError:  # the server is gone; what committed stays committed
+        pass
 
 
 def main(argv: list[str]) -> None:
@@ -405,7 +387,6 @@ def main(argv: list[str]) -> None:
         engine = make_engine(
             config.database_url,
             sqlite_synchronous=config.sqlite_synchronous,
-            pool_size=max(5, config.writers),
         )
         receiver = Receiver(engine, on_user_deleted=load_hooks(config.hook_paths))
     except ClerkSyncError as exc:
@@ -418,7 +399,6 @@ def main(argv: list[str]) -> None:
             read_fd,
             write_fd,
             max_batch=config.max_batch,
-            writers=config.writers,
         )
     finally:
         engine.dispose()

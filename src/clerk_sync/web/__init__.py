@@ -65,7 +65,6 @@ def create_app(
                 sqlite_synchronous=settings.sqlite_synchronous,
                 hook_paths=settings.hook_paths(),
                 max_batch=settings.batch_max,
-                writers=writers,
                 log_level=settings.log_level,
                 log_format=log_format,
             )
