@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import os
@@ -255,39 +254,48 @@ class WriterProcess:
         self._restart = self._loop.call_later(_RESTART_DELAY, self._spawn)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let the child finish what it holds, answer it, and exit (called on the loop)."""
+        """Let the child finish what it holds, answer it, and exit (called on the loop, which
+        is shutting down: this waits here, for at most ``timeout`` seconds)."""
         self._stopping = True
         if self._restart is not None:
             self._restart.cancel()
-        if self._out >= 0:
-            if self._unsent:  # the loop is shutting down: push the rest synchronously
-                os.set_blocking(self._out, True)
-                with contextlib.suppress(OSError):
-                    os.write(self._out, bytes(self._unsent))
-                self._unsent.clear()
-            if self._awaiting_writable:
-                assert self._loop is not None
-                self._loop.remove_writer(self._out)
-                self._awaiting_writable = False
-            os.close(self._out)
-            self._out = -1
+        assert self._loop is not None
+        if self._awaiting_writable:
+            self._loop.remove_writer(self._out)
+            self._awaiting_writable = False
         if self._in >= 0:
-            assert self._loop is not None
             self._loop.remove_reader(self._in)
-            deadline = time.monotonic() + timeout
-            # The loop is shutting down: wait here for the child's last answers and its EOF.
-            while (remaining := deadline - time.monotonic()) > 0:
-                if not select.select([self._in], [], [], remaining)[0]:
-                    break
+        unsent, self._unsent = bytes(self._unsent), bytearray()
+        deadline = time.monotonic() + timeout
+        # Push what is unsent while reading answers, both at once: the child may be blocked
+        # writing answers to us while we would block writing to it.
+        while self._in >= 0 and (remaining := deadline - time.monotonic()) > 0:
+            if not unsent and self._out >= 0:
+                os.close(self._out)  # end-of-file: the child finishes and exits
+                self._out = -1
+            writable = [self._out] if self._out >= 0 else []
+            ready_in, ready_out, _ = select.select([self._in], writable, [], remaining)
+            if not ready_in and not ready_out:
+                break
+            if ready_out:
+                try:
+                    unsent = unsent[os.write(self._out, unsent) :]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    unsent = b""
+            if ready_in:
                 data = os.read(self._in, _READ_SIZE)
                 if not data:
                     break
                 self._dispatch(data)
-            os.close(self._in)
-            self._in = -1
+        for fd in (self._out, self._in):
+            if fd >= 0:
+                os.close(fd)
+        self._out = self._in = -1
         if self.proc is not None:
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
