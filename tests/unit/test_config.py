@@ -310,3 +310,30 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if "| `" in line}
     assert {name.upper() for name in Settings.model_fields} <= rows
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WRITER", "fork"),
+        ("LOG_LEVEL", "verbose"),
+        ("MAX_BODY_BYTES", "abc"),
+        ("BATCH_MAX", "0"),
+        ("SQLITE_SYNCHRONOUS", "OFF"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as exc:
+        Settings.load()
+    assert str(exc.value.detail).startswith(f"{name} is invalid:")
+    assert "\n" not in exc.value.detail
+
+
+def test_writer_accepts_either_case(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WRITER", "Thread")
+    assert Settings.load().writer == "thread"
