@@ -96,6 +96,15 @@ def _truncate_pg(url: str) -> None:
     engine.dispose()
 
 
+def migrated_sqlite(path: Path) -> str:
+    """The URL of a SQLite file at ``path`` with clerk-sync's schema."""
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -105,11 +114,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A migrated, empty database of the parametrized backend."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'clerk_sync.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        return url
+        return migrated_sqlite(tmp_path / "clerk_sync.db")
     url = str(request.getfixturevalue("pg_database"))
     _truncate_pg(url)
     return url

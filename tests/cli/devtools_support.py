@@ -16,7 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from clerk_sync.store import make_engine, upgrade
 from tests.e2e.server import (
     CLI_TIMEOUT,
     HOST,
@@ -32,14 +31,6 @@ from tests.e2e.server import (
 def env(**settings: str) -> dict[str, str]:
     """A child environment with only these clerk-sync settings (and no stray ``.env``)."""
     return clean_env(settings)
-
-
-def migrated_sqlite(path: Path) -> str:
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def one_error_line(result: CliResult) -> str:

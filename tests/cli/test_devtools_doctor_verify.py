@@ -21,11 +21,10 @@ from clerk_sync.web import WEBHOOK_PATH
 from tests.cli.devtools_support import (
     env,
     finish,
-    migrated_sqlite,
     one_error_line,
     start_with_input,
 )
-from tests.conftest import OTHER_SECRET, SECRET, load_fixture
+from tests.conftest import OTHER_SECRET, SECRET, load_fixture, migrated_sqlite
 from tests.e2e.server import CliResult, ServerProcess, free_port, run_cli_many
 
 PLACEHOLDER = "whsec_your_secret_here"

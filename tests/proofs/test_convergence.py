@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
@@ -27,6 +27,7 @@ from clerk_sync.receiver import Delivery, Outcome, Receiver
 from clerk_sync.store.engine import is_sqlite
 from clerk_sync.store.schema import events_table, metadata
 
+from .hypothesis_settings import proof_settings
 from .model import UPSERT_TYPES, State, actual_state, expected_state
 
 USER_IDS = (
@@ -36,13 +37,7 @@ USER_IDS = (
     "user_2vQ8c0VNv4M0bXkWcBnWmzY1xGd",
 )
 BASE_MS = 1_750_000_000_000
-PROOF = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PROOF = proof_settings(60)
 
 texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=6)
 names = st.one_of(st.none(), st.sampled_from(["Ada", "Zoë 👩🏽‍💻", "שָׁלוֹם", "O'Brien", ""]), texts)

@@ -26,27 +26,22 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
 from clerk_sync.devtools import encode, new_msg_id, sign_headers, user_event, user_object
-from clerk_sync.store import make_engine, upgrade
+from clerk_sync.store import make_engine
 from clerk_sync.store.schema import events_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
-from tests.conftest import OTHER_SECRET, SECRET
+from tests.conftest import OTHER_SECRET, SECRET, migrated_sqlite
 from tests.e2e.server import ServerProcess
+from tests.proofs.hypothesis_settings import proof_settings
 from tests.web.conftest import make_settings
 
 TOLERANCE = 300
-FUZZ = settings(
-    max_examples=600,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = proof_settings(600)
 SVIX_NAMES = [
     b"svix-id",
     b"svix-timestamp",
@@ -108,11 +103,7 @@ async def call_raw(app: Any, headers: list[tuple[bytes, bytes]], chunks: list[by
 
 @pytest.fixture(scope="module")
 def db_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'clerk_sync.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("hostile") / "clerk_sync.db")
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from starlette.testclient import TestClient
 
 from clerk_sync.devtools import user_event, user_object
 from clerk_sync.errors import ConfigError
-from clerk_sync.store import make_engine, upgrade
+from clerk_sync.store import make_engine
 from clerk_sync.store.schema import events_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from clerk_sync.web.sources import PRESETS, ClientResolver, parse_address, parse_networks
-from tests.conftest import OTHER_SECRET, signed
+from tests.conftest import OTHER_SECRET, migrated_sqlite, signed
 
 from .conftest import ADMIN_TOKEN, make_settings
 
@@ -32,11 +32,7 @@ PROXY = "10.0.0.5"
 
 @pytest.fixture
 def sqlite_url(tmp_path: Any) -> str:
-    url = f"sqlite:///{tmp_path / 'guard.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path / "guard.db")
 
 
 @pytest.fixture
