@@ -21,7 +21,7 @@ from clerk_sync.config import normalize_database_url
 from clerk_sync.devtools import encode, sign_headers
 from clerk_sync.receiver import Delivery, Outcome, Receiver
 from clerk_sync.store import make_engine, upgrade
-from clerk_sync.store.schema import metadata
+from clerk_sync import metadata
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_plJ3nmyCDGBKInavdOK15jslJ3nmyCDGBK"

@@ -1,11 +1,15 @@
-"""clerk-sync: verified Clerk webhooks keep your own SQL database of users in sync.
+"""clerk-sync: verified Clerk webhooks keep your own SQL database of users, organizations,
+memberships and sessions in sync.
 
 The public surface is what this module exports; everything else may change between versions.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import DeclarativeBase
+
 from .config import Settings
+from .entities import handled_types, tables
 from .errors import (
     ClerkSyncError,
     ConfigError,
@@ -14,10 +18,24 @@ from .errors import (
     SchemaError,
     StoreUnavailable,
 )
+from .events import Status
+from .hooks import ChangeEvent, InTransactionHook, UserDeletedHook
 from .receiver import Delivery, Outcome, Receiver
-from .store import Base, make_engine, metadata, users_table
-from .sync import UserDeletedHook, handled_types
+from .store import Naming, Tables, make_engine
 from .verify import SignedHeaders, Verifier
+
+metadata = tables().metadata
+"""The default deployment's tables (no ``TABLE_PREFIX``): reference them from your own."""
+users_table = tables().entity("user")
+organizations_table = tables().entity("organization")
+
+
+class Base(DeclarativeBase):
+    """A declarative base whose metadata holds clerk-sync's tables, so an application's ORM
+    models can name ``users.id`` / ``organizations.id`` in a ``ForeignKey``."""
+
+    metadata = metadata
+
 
 if TYPE_CHECKING:
     from .store.migrate import ensure_schema, upgrade
@@ -36,17 +54,22 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Base",
+    "ChangeEvent",
     "ClerkSyncError",
     "ConfigError",
     "Delivery",
+    "InTransactionHook",
     "InvalidPayload",
+    "Naming",
     "Outcome",
     "Receiver",
     "RejectedDelivery",
     "SchemaError",
     "Settings",
     "SignedHeaders",
+    "Status",
     "StoreUnavailable",
+    "Tables",
     "UserDeletedHook",
     "Verifier",
     "__version__",
@@ -54,6 +77,8 @@ __all__ = [
     "handled_types",
     "make_engine",
     "metadata",
+    "organizations_table",
+    "tables",
     "upgrade",
     "users_table",
 ]

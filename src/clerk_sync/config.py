@@ -46,6 +46,17 @@ class Settings(BaseSettings):
         default="sqlite:///clerk_sync.db",
         description="SQLAlchemy URL. `postgresql://…` uses psycopg 3.",
     )
+    table_prefix: str = Field(
+        default="",
+        description="Prefix of every table clerk-sync owns, e.g. `clerk_` → `clerk_users`, "
+        "`clerk_events`, … (lowercase letters, digits, `_`), to fit beside an application's "
+        "own tables.",
+    )
+    database_schema: str = Field(
+        default="",
+        description="PostgreSQL only: the schema clerk-sync's tables live in (created if "
+        "missing). Empty: the connection's default (`public`).",
+    )
     admin_token: str = Field(
         default="",
         description="Bearer token for the read API; when empty the read API answers 404.",
@@ -144,6 +155,17 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """``database_url`` with PostgreSQL URLs pointed at the psycopg 3 driver."""
         return normalize_database_url(self.database_url)
+
+    def schema_name(self) -> str | None:
+        """``DATABASE_SCHEMA``, refused on SQLite (which has no schemas to put tables in)."""
+        if not self.database_schema:
+            return None
+        if not self.sqlalchemy_url().startswith("postgresql"):
+            raise ConfigError(
+                "DATABASE_SCHEMA is for PostgreSQL; on SQLite use TABLE_PREFIX to keep "
+                "clerk-sync's tables apart."
+            )
+        return self.database_schema
 
     def hook_paths(self) -> list[str]:
         return [p.strip() for p in self.on_user_deleted.split(",") if p.strip()]

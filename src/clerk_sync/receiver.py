@@ -1,50 +1,52 @@
 """The one path from verified bytes to the database.
 
 Every way in — the HTTP route, tests, benchmarks, later replay and backfill — calls
-:meth:`Receiver.receive` or :meth:`Receiver.receive_batch`. A delivery is decoded first (pure, no
-I/O), then recorded in the event log *and* applied in one transaction; the caller may answer 2xx
-only once that transaction has committed.
+:meth:`Receiver.receive` or :meth:`Receiver.receive_batch`. A delivery is decoded and decided
+first (pure, no I/O: :func:`clerk_sync.entities.kind.plan`), then recorded in the event log
+*and* applied in one transaction; the caller may answer 2xx only once that transaction has
+committed.
 
 Transient or permanent is decided here, and only here:
 
 * **Permanent** — the body is authentic but can never be applied (not JSON, not shaped like a
-  Clerk event, no ``data.id``). It is recorded with status ``failed`` and its reason, and the
-  outcome says so; the web layer answers 422 with ``webhook-delivery: abort-message``. A
-  redelivery of a ``failed`` svix id is decoded again (a newer clerk-sync may handle it).
+  Clerk event, no ``data.id``, a time out of range). It is recorded with status ``failed`` and
+  its reason; the web layer answers 422 with ``webhook-delivery: abort-message``. A redelivery
+  of a ``failed`` svix id is decoded again (a newer clerk-sync may handle it).
 * **Transient** — anything that goes wrong while talking to the database, including an
-  exception from an application's cleanup hook or a foreign key that does not cascade. The
-  transaction rolls back, nothing is applied, and the caller gets :class:`StoreUnavailable`
-  (503), so Svix retries. Losing an event is worse than retrying one that cannot succeed, and the
-  log line names the cause. Deadlocks and serialization failures are retried here first
-  (there should be none: each transaction first locks its subjects and svix ids in one global
-  order, see :func:`writes.lock_keys`).
+  exception from an application's in-transaction hook or a foreign key that does not cascade.
+  The transaction rolls back, nothing is applied, and the caller gets :class:`StoreUnavailable`
+  (503), so Svix retries. Losing an event is worse than retrying one that cannot succeed, and
+  the log line names the cause. Deadlocks and serialization failures are retried here first
+  (there should be none: each transaction first locks every object and svix id it touches in
+  one global order, see :func:`writes.lock_keys`).
 
-Batches (group commit) share one transaction. If a batch fails, each delivery is retried in its
-own transaction, so one poisoned delivery cannot fail its neighbours.
+Batches (group commit) share one transaction and one list of statements, run in order — on
+PostgreSQL in a few round trips (:func:`writes.run`). If a batch fails, each delivery is retried
+in its own transaction, so one poisoned delivery cannot fail its neighbours. Nothing here asks
+which entity kind a delivery is about: the plan's writes carry their kind's declarations.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .entities import Delete, Plan, Upsert, Write, children, route, tables
+from .entities import kind as kinds
 from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
-from .events import decode_envelope
-from .store import writes
+from .events import Status, decode_envelope
+from .hooks import ChangeEvent, InTransactionHook, InTransactionHooks, UserDeletedHook
+from .store import Tables, writes
 from .store.engine import WRITE_OPTIONS
-from .sync import Action, ApplyContext, UserDeletedHook
-from .sync.registry import decoder_for
-from .sync.users import UpsertUser
 
 log = logging.getLogger("clerk_sync.receiver")
 
-Status = Literal["processed", "stale", "ignored", "failed"]
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 _RETRIES = 3
 
@@ -76,33 +78,56 @@ class Outcome:
     @property
     def accepted(self) -> bool:
         """Whether the sender should stop retrying because of success (2xx)."""
-        return self.status != "failed"
+        return self.status != Status.FAILED
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     delivery: Delivery
+    received_at: int
     event_type: str | None
     subject_id: str | None
+    user_id: str | None
     event_timestamp: int | None
     status: Status
     reason: str | None = None
     error_code: str | None = None
-    action: Action | None = None
+    plan: Plan | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Recorded:
+    """A delivery after its log row and writes ran: what the database answered."""
+
+    item: _Prepared
+    seq: int
+    count: int
+    prior: str
+    applied: bool
+    """Whether the delivery's own write changed its row (always, for a delete)."""
+
+    @property
+    def duplicate(self) -> bool:
+        """A svix id already recorded, and not as ``failed`` (a failed one is decoded again)."""
+        return self.count > 1 and self.prior != Status.FAILED
 
 
 class Receiver:
-    """Records and applies deliveries against one engine."""
+    """Records and applies deliveries against one engine and one deployment's tables."""
 
     def __init__(
         self,
         engine: Engine,
         *,
+        tables: Tables | None = None,
         on_user_deleted: Sequence[UserDeletedHook] = (),
+        in_transaction: Iterable[tuple[str, InTransactionHook]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
-        self.on_user_deleted = tuple(on_user_deleted)
+        self.tables = tables if tables is not None else default_tables()
+        self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction)
         self._clock = clock
 
     def receive(self, delivery: Delivery) -> Outcome:
@@ -118,7 +143,8 @@ class Receiver:
         The result has one entry per delivery, in order: its :class:`Outcome` once committed,
         or the :class:`StoreUnavailable` that kept it from being committed.
         """
-        prepared = [self._prepare(d) for d in deliveries]
+        now_ms = int(self._clock() * 1000)
+        prepared = [self._prepare(d, now_ms) for d in deliveries]
         if len(prepared) > 1:
             try:
                 return list(self._commit(prepared))
@@ -140,27 +166,31 @@ class Receiver:
                 )
         return results
 
-    def _prepare(self, delivery: Delivery) -> _Prepared:
+    def _prepare(self, delivery: Delivery, now_ms: int) -> _Prepared:
+        received = delivery.received_at or now_ms
         try:
             envelope = decode_envelope(delivery.body)
         except InvalidPayload as exc:
-            return _Prepared(delivery, None, None, None, "failed", exc.detail, exc.code)
-        decoder = decoder_for(envelope.type)
-        common = (delivery, envelope.type, envelope.subject_id, envelope.timestamp)
-        if decoder is None:
-            return _Prepared(*common, "ignored", f"no handler for {envelope.type!r}")
-        try:
-            action = decoder(envelope)
-        except InvalidPayload as exc:
-            return _Prepared(*common, "failed", exc.detail, exc.code)
-        return _Prepared(
+            return _Prepared(
+                delivery, received, None, None, None, None, Status.FAILED, exc.detail, exc.code
+            )
+        common = (
             delivery,
+            received,
             envelope.type,
-            action.subject_id,
-            envelope.timestamp,
-            "processed",
-            action=action,
+            envelope.subject_id,
+            envelope.named_user_id,
+            envelope.timestamp_ms,
         )
+        routed = route(envelope.type)
+        if routed is None:
+            return _Prepared(*common, Status.IGNORED, f"clerk-sync does not sync {envelope.type!r}")
+        kind, action = routed
+        try:
+            plan = kinds.plan(kind, envelope, action, received)
+        except InvalidPayload as exc:
+            return _Prepared(*common, Status.FAILED, exc.detail, exc.code)
+        return _Prepared(*common, Status.PROCESSED, plan=plan, data=envelope.data)
 
     def _commit(self, prepared: Sequence[_Prepared]) -> list[Outcome]:
         for attempt in range(_RETRIES + 1):
@@ -168,11 +198,8 @@ class Receiver:
                 with self.engine.connect() as conn:
                     conn = conn.execution_options(**WRITE_OPTIONS)
                     with conn.begin():
-                        writes.lock_keys(conn, _lock_keys(prepared))
-                        now_ms = int(self._clock() * 1000)
-                        if conn.dialect.name == "postgresql" and len(prepared) > 1:
-                            return self._apply_pipelined(conn, prepared, now_ms)
-                        return [self._apply(conn, p, now_ms) for p in prepared]
+                        writes.lock_keys(conn, self.tables, _lock_keys(prepared))
+                        return self._apply(conn, prepared, int(self._clock() * 1000))
             except Exception as exc:
                 if attempt < _RETRIES and _retryable(exc):
                     log.info("retrying after %s (attempt %d)", _cause(exc), attempt + 1)
@@ -180,144 +207,202 @@ class Receiver:
                 raise
         raise AssertionError("unreachable")
 
-    def _apply(self, conn: Connection, p: _Prepared, now_ms: int) -> Outcome:
-        d = p.delivery
-        seq, count, prior = writes.record_delivery(conn, self._log_values(p, now_ms))
-        if _duplicate(count, prior):
-            return Outcome(d.svix_id, cast(Status, prior), True, p.event_type, p.subject_id)
-        status, reason, erase = p.status, p.reason, False
-        if p.action is not None:
-            applied = p.action.apply(conn, ApplyContext(now_ms, seq, self.on_user_deleted))
-            status, reason, erase = applied.status, applied.reason, applied.erase_payload
-        if count > 1 or status != p.status or erase:
-            writes.finish_delivery(conn, seq, status, reason, erase_payload=erase)
-        return Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
-
-    def _apply_pipelined(
-        self, conn: Connection, prepared: Sequence[_Prepared], now_ms: int
-    ) -> list[Outcome]:
-        """:meth:`_apply` for a whole batch in a few round trips (PostgreSQL).
-
-        The same statements run in the same order as one :meth:`_apply` after another, except
-        that a run of upserts (and of deliveries with nothing to apply) is sent at once: each
-        one's log row and upsert together, then the two questions a stale upsert needs
-        answered, then the final statuses. Deletes run one by one in their place (cleanup
-        hooks are Python). An upsert is sent before its log row says whether the svix id is
-        a duplicate; for a duplicate it cannot change anything (the same ``updated_at`` is
-        never newer), and its answer is ignored.
-        """
-        outcomes: list[Outcome] = []
+    def _apply(self, conn: Connection, prepared: Sequence[_Prepared], now_ms: int) -> list[Outcome]:
+        """Record and apply ``prepared`` in order, in as few round trips as the hooks allow:
+        a run of deliveries goes as one list of statements (each one's log row, then its
+        writes), then one list of questions about refused upserts, then one of final statuses.
+        A delivery with in-transaction hooks waits for its log row to say whether it is a
+        duplicate, since Python runs between its statements."""
+        stmts = writes.statements(self.tables, conn.dialect)
         final: dict[str, Status] = {}  # svix id → status, for a duplicate within the batch
+        outcomes: list[Outcome] = []
         run: list[_Prepared] = []
-
-        def flush() -> None:
-            outcomes.extend(self._apply_run(conn, run, now_ms, final))
-            run.clear()
-
         for p in prepared:
-            if _pipelinable(p):
+            hooks = self.hooks.matching(p.event_type) if p.plan and p.event_type else ()
+            if not hooks:
+                if p.plan is not None and isinstance(p.plan.writes[0], Delete):
+                    # A delete starts a run: the questions asked of the run's refused upserts
+                    # must not see a tombstone that came after them.
+                    outcomes += self._apply_run(conn, stmts, run, now_ms, final)
+                    run = []
                 run.append(p)
                 continue
-            flush()
-            outcome = self._apply(conn, p, now_ms)
-            final.setdefault(outcome.svix_id, outcome.status)
-            outcomes.append(outcome)
-        flush()
+            outcomes += self._apply_run(conn, stmts, run, now_ms, final)
+            run = []
+            outcomes += self._apply_hooked(conn, stmts, p, hooks, now_ms, final)
+        outcomes += self._apply_run(conn, stmts, run, now_ms, final)
         return outcomes
 
     def _apply_run(
         self,
         conn: Connection,
+        stmts: writes.Statements,
         run: Sequence[_Prepared],
         now_ms: int,
         final: dict[str, Status],
     ) -> list[Outcome]:
-        if not run:
-            return []
+        # A duplicate's writes are sent before its log row says it is one; they cannot change
+        # anything (the same version is never newer; a tombstone or delete again is a no-op),
+        # and their answers are ignored.
         steps: list[writes.Step] = []
+        sizes: list[int] = []
         for p in run:
-            steps.append(("record", self._log_values(p, now_ms)))
-            if isinstance(p.action, UpsertUser):
-                steps.append(("upsert_user", p.action.row(now_ms)))
-        answers = iter(writes.run_pipelined(conn, steps))
-        firsts: list[tuple[_Prepared, int, int, str, bool]] = []
-        for p in run:
+            steps.append(self._record_step(stmts, p))
+            own = _write_steps(stmts, p, now_ms) if p.plan else []
+            sizes.append(len(own))
+            steps += own
+        answers = iter(writes.run(conn, steps))
+        recorded: list[_Recorded] = []
+        for p, size in zip(run, sizes, strict=True):
             seq, count, prior = writes.record_values(next(answers))
-            changed = bool(next(answers)) if isinstance(p.action, UpsertUser) else False
-            firsts.append((p, seq, count, prior, changed))
+            results = [next(answers) for _ in range(size)]
+            recorded.append(_Recorded(p, seq, count, prior, _applied(p.plan, results)))
+        return self._conclude(conn, stmts, recorded, final)
 
-        refused = [
-            (p, seq)
-            for p, seq, count, prior, changed in firsts
-            if isinstance(p.action, UpsertUser) and not changed and not _duplicate(count, prior)
-        ]
+    def _apply_hooked(
+        self,
+        conn: Connection,
+        stmts: writes.Statements,
+        p: _Prepared,
+        hooks: Sequence[InTransactionHook],
+        now_ms: int,
+        final: dict[str, Status],
+    ) -> list[Outcome]:
+        assert p.plan is not None
+        assert p.event_type is not None
+        seq, count, prior = writes.record_values(writes.run(conn, [self._record_step(stmts, p)])[0])
+        r = _Recorded(p, seq, count, prior, False)
+        if not r.duplicate:
+            event = ChangeEvent(p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {})
+            for hook in hooks:
+                hook(conn, event)
+            r.applied = _applied(p.plan, writes.run(conn, _write_steps(stmts, p, now_ms)))
+        return self._conclude(conn, stmts, [r], final)
+
+    def _conclude(
+        self,
+        conn: Connection,
+        stmts: writes.Statements,
+        recorded: Sequence[_Recorded],
+        final: dict[str, Status],
+    ) -> list[Outcome]:
+        """Find out why refused upserts were refused, set final statuses, build outcomes."""
+        refused = [r for r in recorded if not r.duplicate and r.item.plan and not r.applied]
         questions: list[writes.Step] = []
-        for p, _ in refused:
-            questions += [
-                ("is_tombstoned", {"id": p.subject_id}),
-                ("stored_version", {"id": p.subject_id}),
-            ]
-        replies = iter(writes.run_pipelined(conn, questions) if questions else [])
-        why: dict[int, tuple[bool, int | None]] = {}
-        for _, seq in refused:
-            tombstoned = bool(next(replies)[0][0])
-            stored_rows = next(replies)
-            why[seq] = (tombstoned, int(stored_rows[0][0]) if stored_rows else None)
+        for r in refused:
+            assert r.item.plan is not None
+            own = r.item.plan.writes[0]
+            assert isinstance(own, Upsert)
+            entity = stmts.entity(own.kind.name, own.kind.parents)
+            questions.append((entity.why, {"id": own.id, **_parent_values(own)}))
+        replies = iter(writes.run(conn, questions))
+        reasons = {id(r): _stale_reason(r, next(replies)[0]) for r in refused}
 
         outcomes: list[Outcome] = []
         finishes: list[writes.Step] = []
-        for p, seq, count, prior, changed in firsts:
-            d = p.delivery
-            if _duplicate(count, prior):
-                status = final.get(d.svix_id, cast(Status, prior))
+        for r in recorded:
+            p, d = r.item, r.item.delivery
+            if r.duplicate:
+                status = final.get(d.svix_id, Status(r.prior))
                 outcomes.append(Outcome(d.svix_id, status, True, p.event_type, p.subject_id))
                 continue
-            status, reason, erase = p.status, p.reason, False
-            if isinstance(p.action, UpsertUser) and not changed:
-                tombstoned, stored = why[seq]
-                applied = p.action.refused(tombstoned=tombstoned, stored=stored)
-                status, reason, erase = applied.status, applied.reason, applied.erase_payload
-            if count > 1 or status != p.status or erase:
-                name = "finish_erased" if erase else "finish"
-                finishes.append((name, {"b_seq": seq, "status": status, "error": reason}))
+            status, reason = p.status, p.reason
+            if id(r) in reasons:
+                status, reason = Status.STALE, reasons[id(r)]
+            if r.count > 1 or status != p.status:
+                finishes.append(
+                    (stmts.finish, {"b_seq": r.seq, "status": status.value, "error": reason})
+                )
             final.setdefault(d.svix_id, status)
             outcomes.append(
                 Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
             )
-        if finishes:
-            writes.run_pipelined(conn, finishes)
+        writes.run(conn, finishes)
         return outcomes
 
-    def _log_values(self, p: _Prepared, now_ms: int) -> dict[str, object]:
+    def _record_step(self, stmts: writes.Statements, p: _Prepared) -> writes.Step:
         d = p.delivery
-        received = d.received_at or now_ms
-        return {
-            "svix_id": d.svix_id,
-            "type": p.event_type,
-            "subject_id": p.subject_id,
-            "event_timestamp": p.event_timestamp,
-            "received_at": received,
-            "last_received_at": received,
-            "delivery_count": 1,
-            "status": p.status,
-            "error": p.reason,
-            "payload": d.body.decode("utf-8", errors="replace"),
-        }
+        return (
+            stmts.record,
+            {
+                "svix_id": d.svix_id,
+                "type": p.event_type,
+                "subject_id": p.subject_id,
+                "user_id": p.user_id,
+                "event_timestamp": p.event_timestamp,
+                "received_at": p.received_at,
+                "last_received_at": p.received_at,
+                "delivery_count": 1,
+                "status": p.status.value,
+                "error": p.reason,
+                "payload": d.body.decode("utf-8", errors="replace"),
+            },
+        )
 
 
-def _duplicate(count: int, prior: str) -> bool:
-    """A svix id already recorded, and not as ``failed`` (a failed one is decoded again)."""
-    return count > 1 and prior != "failed"
+def default_tables() -> Tables:
+    """The tables of a deployment with no ``TABLE_PREFIX`` or ``DATABASE_SCHEMA``."""
+    return tables()
 
 
-def _pipelinable(p: _Prepared) -> bool:
-    return p.action is None or isinstance(p.action, UpsertUser)
+def _write_steps(stmts: writes.Statements, p: _Prepared, now_ms: int) -> list[writes.Step]:
+    """The statements of a delivery's plan, in order; its own write first."""
+    assert p.plan is not None
+    steps: list[writes.Step] = []
+    for w in p.plan.writes:
+        steps += _steps_of(stmts, w, now_ms, p.delivery.svix_id)
+    return steps
+
+
+def _steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> list[writes.Step]:
+    entity = stmts.entity(w.kind.name, w.kind.parents)
+    if isinstance(w, Upsert):
+        return [(entity.upsert, entity.upsert_values(w.row, now_ms, svix_id))]
+    steps: list[writes.Step] = [
+        (stmts.tombstone, {"kind": w.kind.name, "id": w.id, "deleted_at": w.deleted_at})
+    ]
+    for child, column in children(w.kind):
+        child_stmts = stmts.entity(child.name, child.parents)
+        steps.append((child_stmts.cascades[column], {"b_parent": w.id}))
+    steps.append((entity.delete, {"id": w.id}))
+    if w.kind.personal:
+        steps.append((stmts.erase, {"b_user": w.id}))
+    return steps
+
+
+def _applied(plan: Plan | None, results: list[list[Any]]) -> bool:
+    """Whether the plan's own write took effect (the first statement's answer)."""
+    if plan is None:
+        return True
+    return isinstance(plan.writes[0], Delete) or bool(results and results[0])
+
+
+def _parent_values(w: Upsert) -> dict[str, Any]:
+    return {column: w.row.get(column) for column in w.kind.parents}
+
+
+def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> str:
+    """Why an upsert that changed nothing is stale: its object (or a parent) was deleted, or
+    a newer version is stored."""
+    assert r.item.plan is not None
+    own = r.item.plan.writes[0]
+    assert isinstance(own, Upsert)
+    if answer[0]:
+        return f"{own.kind.name} {own.id} was deleted; deletes win"
+    for (column, parent), tombstoned in zip(own.kind.parents.items(), answer[1:-1], strict=True):
+        if tombstoned:
+            return f"its {parent} {own.row.get(column)} was deleted; deletes win"
+    stored = answer[-1]
+    stored_at = int(stored) // 4 if stored is not None else None
+    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}"
 
 
 def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
-    """Every svix id and subject a transaction will write about (see :func:`writes.lock_keys`)."""
+    """Every svix id and object a transaction will write about (see :func:`writes.lock_keys`)."""
     keys = {p.delivery.svix_id for p in prepared}
-    keys.update(p.subject_id for p in prepared if p.subject_id is not None)
+    for p in prepared:
+        if p.plan is not None:
+            keys |= p.plan.lock_keys()
     return list(keys)
 
 

@@ -55,6 +55,8 @@ class WriterConfig:
     database_url: str
     sqlite_synchronous: str = "FULL"
     hook_paths: list[str] = field(default_factory=list)
+    table_prefix: str = ""
+    database_schema: str | None = None
     max_batch: int = 64
     log_level: str = "INFO"
     log_format: str = "text"
@@ -380,6 +382,7 @@ def _answer(write_fd: int, payload: bytes) -> None:
 def main(argv: list[str]) -> None:
     """Entry point of the child: ``python -m clerk_sync.writer READ_FD WRITE_FD``."""
     from .config import load_hooks
+    from .entities import tables
     from .logformat import configure_logging
     from .receiver import Receiver
     from .store import make_engine
@@ -396,7 +399,11 @@ def main(argv: list[str]) -> None:
             config.database_url,
             sqlite_synchronous=config.sqlite_synchronous,
         )
-        receiver = Receiver(engine, on_user_deleted=load_hooks(config.hook_paths))
+        receiver = Receiver(
+            engine,
+            tables=tables(config.table_prefix, config.database_schema),
+            on_user_deleted=load_hooks(config.hook_paths),
+        )
     except ClerkSyncError as exc:
         log.error("writer process cannot start: error [%s] %s", exc.code, exc.detail)
         sys.exit(exc.exit_code)

@@ -24,7 +24,7 @@ from clerk_sync.devtools import deleted_user_event, encode, new_msg_id, user_eve
 from clerk_sync.receiver import Delivery, Receiver
 from clerk_sync.store import make_engine, upgrade
 from clerk_sync.store.migrate import VERSION_TABLE, head_revision
-from clerk_sync.store.schema import EVENT_STATUSES
+from tests.helpers.tables import EVENT_STATUSES
 from tests.conftest import PG_ADMIN_URL, SECRET
 from tests.e2e.server import CliResult, clean_env, free_port, run_cli, run_cli_many
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
-from clerk_sync.store.schema import events_table, tombstones_table, users_table
+from tests.helpers.tables import events_table, tombstones_table, users_table
 from tests.conftest import OTHER_SECRET, SECRET, USER_KEYS, signed
 from tests.e2e.server import ServerProcess
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from clerk_sync.store.schema import tombstones_table, users_table
+from tests.helpers.tables import tombstones_table, users_table
 
 Event = Mapping[str, Any]
 """A Clerk event envelope as a dict: ``{"type": ..., "data": {...}, ...}``."""

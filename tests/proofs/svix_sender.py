@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import sign_headers
-from clerk_sync.store.schema import events_table
+from tests.helpers.tables import events_table
 from clerk_sync.web import WEBHOOK_PATH
 
 RETRYABLE_4XX = frozenset({408, 425, 429})

@@ -25,7 +25,7 @@ from clerk_sync.committer import GroupCommitter
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.receiver import Delivery, Outcome, Receiver
 from clerk_sync.store.engine import is_sqlite
-from clerk_sync.store.schema import events_table, metadata
+from tests.helpers.tables import events_table, metadata
 
 from .hypothesis_settings import proof_settings
 from .model import UPSERT_TYPES, State, actual_state, expected_state

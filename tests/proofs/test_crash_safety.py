@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from clerk_sync.store import make_engine
-from clerk_sync.store.schema import tombstones_table
+from tests.helpers.tables import tombstones_table
 from tests.conftest import SECRET
 from tests.e2e.server import HOST, ServerProcess, clerk_sync_command
 from tests.proofs.history import delivery_order, make_history

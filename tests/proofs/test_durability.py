@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select, text
 
 from clerk_sync.devtools import encode, sign_headers, user_event, user_object
 from clerk_sync.store import make_engine
-from clerk_sync.store.schema import events_table, users_table
+from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH
 from tests.conftest import SECRET
 from tests.e2e.server import ServerProcess

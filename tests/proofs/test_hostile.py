@@ -33,7 +33,7 @@ from starlette.testclient import TestClient
 
 from clerk_sync.devtools import encode, new_msg_id, sign_headers, user_event, user_object
 from clerk_sync.store import make_engine
-from clerk_sync.store.schema import events_table
+from tests.helpers.tables import events_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from tests.conftest import OTHER_SECRET, SECRET, migrated_sqlite
 from tests.e2e.server import ServerProcess

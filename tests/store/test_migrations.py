@@ -13,7 +13,7 @@ from sqlalchemy import Engine, inspect, text
 
 from clerk_sync import SchemaError
 from clerk_sync.store import ensure_schema, make_engine, migrate, schema_state, upgrade
-from clerk_sync.store.schema import metadata
+from tests.helpers.tables import metadata
 
 OURS = set(metadata.tables)
 

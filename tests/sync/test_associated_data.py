@@ -23,7 +23,7 @@ from sqlalchemy import (
 from clerk_sync import StoreUnavailable, users_table
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.receiver import Delivery, Outcome, Receiver
-from clerk_sync.store.schema import events_table
+from tests.helpers.tables import events_table
 
 from .chatbot import app_metadata, conversations, forget_uploads, messages, uploads
 

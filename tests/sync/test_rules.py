@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.receiver import Delivery, Outcome, Receiver
-from clerk_sync.store.schema import events_table, tombstones_table, users_table
+from tests.helpers.tables import events_table, tombstones_table, users_table
 
 Receive = Callable[..., Outcome]
 
@@ -84,10 +84,29 @@ def test_created_after_a_newer_update_is_stale(receive: Receive, observer: Engin
 
 def test_equal_version_is_not_applied_twice(receive: Receive, observer: Engine) -> None:
     user = user_object(updated_at=5_000)
-    receive(user_event("user.created", user))
+    receive(user_event("user.updated", user))
     same_version = {**user, "first_name": "Other"}
-    assert receive(user_event("user.updated", same_version)).status == "stale"
+    for kind in ("user.updated", "user.created"):
+        assert receive(user_event(kind, same_version)).status == "stale"
     assert user_row(observer, user["id"])["first_name"] == "Ada"  # type: ignore[index]
+
+
+def test_a_tie_goes_to_the_later_action_in_any_order(
+    receive: Receive, observer: Engine
+) -> None:
+    """Same ``updated_at``: ``.updated`` outranks ``.created``, so the result is the same
+    whichever arrives first."""
+    user = user_object(updated_at=5_000)
+    updated = {**user, "first_name": "Other"}
+    assert receive(user_event("user.updated", updated)).status == "processed"
+    assert receive(user_event("user.created", user)).status == "stale"
+    assert user_row(observer, user["id"])["first_name"] == "Other"  # type: ignore[index]
+    other = user_object(updated_at=5_000)
+    receive(user_event("user.created", other))
+    assert receive(user_event("user.updated", {**other, "first_name": "Other"})).status == (
+        "processed"
+    )
+    assert user_row(observer, other["id"])["first_name"] == "Other"  # type: ignore[index]
 
 
 def test_update_for_an_unknown_user_creates_it(receive: Receive, observer: Engine) -> None:
@@ -112,12 +131,12 @@ def test_same_svix_id_twice_applies_once(receive: Receive, observer: Engine) -> 
 def test_delete_removes_user_leaves_tombstone_and_wins(receive: Receive, observer: Engine) -> None:
     user = user_object(updated_at=1_000)
     receive(user_event("user.created", user), "msg_c")
-    outcome = receive(deleted_user_event(user["id"], timestamp=7_000), "msg_d")
+    outcome = receive(deleted_user_event(user["id"], timestamp=1_750_000_007_000), "msg_d")
     assert outcome.status == "processed"
     assert user_row(observer, user["id"]) is None
     with observer.connect() as conn:
         tomb = conn.execute(select(tombstones_table)).one()
-    assert (tomb.id, tomb.kind, tomb.deleted_at) == (user["id"], "user", 7_000)
+    assert (tomb.id, tomb.kind, tomb.deleted_at) == (user["id"], "user", 1_750_000_007_000)
     # A late update (or a retried create) never brings the user back.
     late = {**user, "updated_at": 99_000}
     for kind in ("user.updated", "user.created"):
@@ -135,7 +154,9 @@ def test_delete_erases_stored_payloads_of_that_user(receive: Receive, observer: 
     receive(user_event("user.updated", {**user, "updated_at": 2_000}), "msg_late")
     assert event_row(observer, "msg_c")["payload"] is None
     assert event_row(observer, "msg_late")["payload"] is None
-    assert event_row(observer, "msg_d")["payload"] is not None  # the stub holds no personal data
+    # The delete's own body goes too: its event_attributes hold the user's IP and user agent.
+    assert event_row(observer, "msg_d")["payload"] is None
+    assert event_row(observer, "msg_d")["status"] == "processed"
 
 
 def test_delete_of_a_never_seen_user_still_blocks_a_late_create(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
 from clerk_sync.devtools import deleted_user_event, encode, sign_headers, user_event, user_object
-from clerk_sync.store.schema import events_table, users_table
+from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from tests.conftest import OTHER_SECRET, SECRET, signed
 
@@ -104,7 +104,7 @@ def test_rotated_secret_both_accepted(db_url: str, observer: Engine) -> None:
 
 
 def test_unknown_event_type_is_acknowledged_and_logged(post: Post, observer: Engine) -> None:
-    event = {"type": "organization.created", "object": "event", "data": {"id": "org_1"}}
+    event = {"type": "subscription.pastDue", "object": "event", "data": {"id": "csub_1"}}
     response = post(event, msg_id="msg_org")
     assert response.status_code == 200
     assert response.json()["status"] == "ignored"

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.errors import StoreUnavailable
 from clerk_sync.receiver import Delivery
-from clerk_sync.store.schema import events_table, users_table
+from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from clerk_sync.writer import WriterConfig, WriterProcess, _frame, _Frames
 from tests.conftest import signed
@@ -72,8 +72,8 @@ def test_deliveries_are_committed_by_the_child_before_the_answer(
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "processed"
         assert stored_names(observer) == {user["id"]: "Ada"}  # before the app stops
-        again = post(client, user_event("user.updated", {**user, "first_name": "Augusta"}))
-        assert again.json()["status"] == "stale"  # same updated_at: not newer
+        again = post(client, user_event("user.created", {**user, "first_name": "Augusta"}))
+        assert again.json()["status"] == "stale"  # same updated_at and action: not newer
         assert post(client, deleted_user_event(user["id"])).json()["status"] == "processed"
     assert stored_names(observer) == {}
 

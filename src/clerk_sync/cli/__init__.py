@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import db, events, users
+from . import db, events, members, orgs, sessions, users
 from .dev import dev
 from .doctor import doctor
 from .send import send
@@ -14,7 +14,7 @@ from .verify_cmd import verify
 
 app = typer.Typer(
     name="clerk-sync",
-    help="Receive Clerk webhooks and keep a SQL database of users in sync.",
+    help="Receive Clerk webhooks and keep a SQL database of users and organizations in sync.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,6 +27,9 @@ app.command("doctor")(doctor)
 app.command("verify")(verify)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(orgs.app, name="orgs")
+app.add_typer(members.app, name="members")
+app.add_typer(sessions.app, name="sessions")
 app.add_typer(events.app, name="events")
 
 

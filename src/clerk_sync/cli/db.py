@@ -7,7 +7,7 @@ import typer
 from ..store import schema_state, upgrade
 from ..store.engine import redacted
 from ..store.migrate import head_revision
-from .common import load_settings, open_engine, reports_errors, stdout
+from .common import deployment, load_settings, open_engine, reports_errors, stdout
 
 app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ def upgrade_cmd() -> None:
     """Create or migrate clerk-sync's tables to the current version."""
     settings = load_settings()
     with open_engine(settings, require_current=False) as engine:
-        revision = upgrade(engine)
+        revision = upgrade(engine, naming=deployment(settings).naming)
     stdout.print(
         f"{redacted(settings.sqlalchemy_url())} is at revision {revision} (head).", highlight=False
     )
@@ -30,7 +30,7 @@ def status_cmd() -> None:
     """Say whether the schema is current; exit 3 when it is not."""
     settings = load_settings()
     with open_engine(settings, require_current=False) as engine:
-        state = schema_state(engine)
+        state = schema_state(engine, deployment(settings).naming)
     stdout.print(f"schema: {state} (code expects revision {head_revision()})", highlight=False)
     if state != "current":
         raise typer.Exit(3)

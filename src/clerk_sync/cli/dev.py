@@ -31,7 +31,14 @@ from ..logformat import LogFormat
 from ..store import ensure_schema
 from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
-from .common import configure_logging, load_settings, open_engine, reports_errors, stderr
+from .common import (
+    configure_logging,
+    deployment,
+    load_settings,
+    open_engine,
+    reports_errors,
+    stderr,
+)
 from .sending import DEFAULT_URL
 from .serve import LOG_FORMAT_HELP
 
@@ -99,7 +106,7 @@ def dev(
     # watchfiles logs every change it sees (the SQLite journal, on each delivery) at INFO.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     with open_engine(settings, require_current=False) as engine:
-        ensure_schema(engine)
+        ensure_schema(engine, naming=deployment(settings).naming)
     url = f"http://{host}:{port}{WEBHOOK_PATH}"
     trigger = "clerk-sync trigger user.created" + ("" if url == DEFAULT_URL else f" --url {url}")
     for line in (

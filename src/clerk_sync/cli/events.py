@@ -8,7 +8,15 @@ from rich.table import Column, Table
 from ..errors import InvalidParameter
 from ..store import reads
 from ..store.schema import EVENT_STATUSES
-from .common import load_settings, ms_to_text, open_engine, print_json, reports_errors, stdout
+from .common import (
+    deployment,
+    load_settings,
+    ms_to_text,
+    open_engine,
+    print_json,
+    reports_errors,
+    stdout,
+)
 
 app = typer.Typer(help="Inspect the delivery log.", no_args_is_help=True)
 _STYLE = {"processed": "green", "stale": "yellow", "ignored": "dim", "failed": "red"}
@@ -25,9 +33,14 @@ def list_cmd(
     """List deliveries, newest first (payloads are not shown)."""
     if status and status not in EVENT_STATUSES:
         raise InvalidParameter(f"--status must be one of {', '.join(EVENT_STATUSES)}.")
-    with open_engine(load_settings()) as engine:
+    settings = load_settings()
+    with open_engine(settings) as engine:
         rows, _ = reads.list_events(
-            engine, limit=limit, status=status or None, event_type=event_type or None
+            engine,
+            deployment(settings),
+            limit=limit,
+            status=status or None,
+            event_type=event_type or None,
         )
     if as_json:
         print_json(rows)

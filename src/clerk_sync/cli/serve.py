@@ -19,7 +19,14 @@ from ..logformat import LogFormat
 from ..store import ensure_schema
 from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
-from .common import configure_logging, load_settings, open_engine, reports_errors, stderr
+from .common import (
+    configure_logging,
+    deployment,
+    load_settings,
+    open_engine,
+    reports_errors,
+    stderr,
+)
 
 LOG_FORMAT_HELP = "text: one readable line per delivery (coloured on a terminal); json: one object."
 
@@ -86,7 +93,7 @@ def serve(
     check_tls(ssl_certfile, ssl_keyfile)
     configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
-        ensure_schema(engine)
+        ensure_schema(engine, naming=deployment(settings).naming)
         app = create_app(settings, engine=engine, log_format=log_format)
         scheme = "https" if ssl_certfile else "http"
         announce(f"{scheme}://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)

@@ -1,43 +1,59 @@
-"""``clerk-sync users …``: what the database holds."""
+"""``clerk-sync users …``: the users the database holds."""
 
 from __future__ import annotations
 
 import typer
-from rich.table import Column, Table
 
+from ..entities import kind_named
 from ..errors import NotFound
 from ..store import reads
-from .common import load_settings, ms_to_text, open_engine, print_json, reports_errors, stdout
+from .common import (
+    deployment,
+    load_settings,
+    open_engine,
+    print_object,
+    print_rows,
+    reports_errors,
+)
 
 app = typer.Typer(help="Inspect synced users.", no_args_is_help=True)
+SEARCHED = ("id", "email", "first_name", "last_name", "username")
+COLUMNS = [
+    ("id", "id"),
+    ("email", "email"),
+    ("first_name", "first name"),
+    ("last_name", "last name"),
+    ("username", "username"),
+    ("updated_at", "updated (UTC)"),
+]
 
 
 @app.command("list")
 @reports_errors
 def list_cmd(
+    email: str = typer.Option("", help="Only the user with this primary e-mail (exact)."),
+    query: str = typer.Option(
+        "", help="Only users whose id, e-mail, names or username contain this (any case)."
+    ),
     limit: int = typer.Option(100, min=1, max=10_000, help="Most users to show."),
     cursor: str = typer.Option("", help="Start after this user id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """List users by id."""
-    with open_engine(load_settings()) as engine:
-        rows, _ = reads.list_users(engine, limit=limit, cursor=cursor or None)
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("email", "name", "username", "updated (UTC)")
-    table.columns.insert(0, Column("id", no_wrap=True))  # ids are for copying: never cut
-    for row in rows:
-        name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
-        table.add_row(
-            row["id"],
-            row["email"] or "-",
-            name or "-",
-            row["username"] or "-",
-            ms_to_text(row["updated_at"]),
+    settings = load_settings()
+    kind = kind_named("user")
+    with open_engine(settings) as engine:
+        rows, _ = reads.list_rows(
+            engine,
+            deployment(settings),
+            kind.name,
+            kind.read_fields(),
+            limit=limit,
+            cursor=cursor or None,
+            where={"email": email} if email else None,
+            search=(SEARCHED, query) if query else None,
         )
-    stdout.print(table)
-    stdout.print(f"{len(rows)} user(s)")
+    print_rows(rows, COLUMNS, "user", as_json=as_json)
 
 
 @app.command("show")
@@ -47,15 +63,10 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Show one user."""
-    with open_engine(load_settings()) as engine:
-        row = reads.get_user(engine, user_id)
+    settings = load_settings()
+    kind = kind_named("user")
+    with open_engine(settings) as engine:
+        row = reads.get_row(engine, deployment(settings), kind.name, kind.read_fields(), user_id)
     if row is None:
         raise NotFound(f"No user {user_id!r}: never synced, or deleted.")
-    if as_json:
-        print_json(row)
-        return
-    table = Table("field", "value", show_header=False)
-    for key, value in row.items():
-        shown = ms_to_text(value) if key.endswith("_at") and value is not None else str(value)
-        table.add_row(key, shown)
-    stdout.print(table)
+    print_object(row, as_json=as_json)

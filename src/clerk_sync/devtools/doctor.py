@@ -34,10 +34,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..config import Settings
 from ..errors import ClerkSyncError, ConfigError, SchemaError, ServerUnreachable, StoreUnavailable
-from ..store import make_engine, schema_state
+from ..store import Tables, make_engine, schema_state
 from ..store.engine import redacted
 from ..store.migrate import head_revision
-from ..store.schema import events_table
 from .catalog import PING_TYPE, Subject, fixture_for
 from .fixtures import encode, new_id
 from .keys import DEV_HINT, instance_hint, secret_note
@@ -176,7 +175,7 @@ def check_database(settings: Settings) -> tuple[CheckResult, Engine | None]:
     except ConfigError as exc:
         return _fail("database", exc.detail, "fix DATABASE_URL", ConfigError), None
     try:
-        state = schema_state(engine)
+        state = schema_state(engine, _deployment(settings).naming)
     except (StoreUnavailable, SQLAlchemyError):
         engine.dispose()
         return (
@@ -268,6 +267,7 @@ def check_round_trip(
 
 def check_event_log(engine: Engine, msg_id: str, settings: Settings) -> CheckResult:
     shown = redacted(settings.sqlalchemy_url())
+    events_table = _deployment(settings).events
     try:
         with engine.connect() as conn:
             status = conn.execute(
@@ -289,3 +289,9 @@ def check_event_log(engine: Engine, msg_id: str, settings: Settings) -> CheckRes
             ClerkSyncError,
         )
     return CheckResult("event-log", True, f"{msg_id} is in the event log of {shown} ({status})")
+
+
+def _deployment(settings: Settings) -> Tables:
+    from ..entities import tables
+
+    return tables(settings.table_prefix, settings.schema_name())

@@ -1,13 +1,6 @@
-"""Typed Clerk events: the envelope first, then ``data`` as the model for its type."""
+"""Typed Clerk events: the envelope first, then ``data`` as the model for its kind."""
 
-from .envelope import Envelope, decode_envelope
-from .user import DeletedObject, UserData, decode_deleted, decode_user
+from .envelope import Envelope, decode_envelope, event_ms
+from .status import STATUSES, Status
 
-__all__ = [
-    "DeletedObject",
-    "Envelope",
-    "UserData",
-    "decode_deleted",
-    "decode_envelope",
-    "decode_user",
-]
+__all__ = ["STATUSES", "Envelope", "Status", "decode_envelope", "event_ms"]

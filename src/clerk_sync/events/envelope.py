@@ -7,12 +7,20 @@ rejected for their shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidPayload
+
+MAX_MS = 2**60
+"""Largest millisecond value accepted anywhere (about 36 million years): room for the ordering
+key (:func:`clerk_sync.entities.kind.version`) inside a signed 64-bit column."""
+Millis = Annotated[int, Field(ge=0, lt=MAX_MS)]
+_SECONDS_BELOW = 10**12
+"""Clerk documents ``timestamp`` in milliseconds, but its own spec examples are seconds: a value
+below 10^12 (before 2001 in ms, after 33658 in s) is read as seconds."""
 
 
 class Envelope(BaseModel):
@@ -23,8 +31,8 @@ class Envelope(BaseModel):
     type: str
     data: dict[str, Any]
     object: str | None = None
-    timestamp: int | None = None
-    """Milliseconds since the epoch when the event occurred (Clerk sends ms)."""
+    timestamp: Millis | None = None
+    """When the event occurred, as sent: milliseconds (or, from some senders, seconds)."""
     instance_id: str | None = None
 
     @property
@@ -32,6 +40,40 @@ class Envelope(BaseModel):
         """The id of the object the event is about, when it has a usable one."""
         value = self.data.get("id")
         return value if isinstance(value, str) and value else None
+
+    @property
+    def timestamp_ms(self) -> int | None:
+        """``timestamp`` in milliseconds whichever unit it was sent in."""
+        return event_ms(self.timestamp)
+
+    @property
+    def named_user_id(self) -> str | None:
+        """The user whose personal data this body holds (the user itself, a session's or a
+        membership's user, the recipient of an e-mail or SMS, an organization's creator — whose
+        IP is in ``event_attributes``): erased with that user."""
+        data = self.data
+        if data.get("object") == "user":
+            return self.subject_id
+        for candidate in (
+            data.get("user_id"),
+            _get(data.get("public_user_data"), "user_id"),
+            _get(data.get("user"), "id"),
+            data.get("created_by"),
+        ):
+            if isinstance(candidate, str) and candidate:
+                return candidate
+        return None
+
+
+def _get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def event_ms(value: int | None) -> int | None:
+    """A Clerk time in milliseconds: values below 10^12 were sent in seconds."""
+    if value is None:
+        return None
+    return value * 1000 if value < _SECONDS_BELOW else value
 
 
 def decode_envelope(body: bytes) -> Envelope:

@@ -1,4 +1,4 @@
-"""Persistence: tables, engines, migrations, and the statements that read and write them.
+"""Persistence: table naming, engines, migrations, and the statements that read and write.
 
 The migration functions load Alembic (about 12 MB and 0.2 s), so they are imported on first use:
 the writer process and the read-only commands never pay for them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .engine import make_engine
-from .schema import Base, metadata, users_table
+from .schema import Naming, Tables
 
 if TYPE_CHECKING:
     from .migrate import ensure_schema, schema_state, upgrade
@@ -25,12 +25,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "Base",
-    "ensure_schema",
-    "make_engine",
-    "metadata",
-    "schema_state",
-    "upgrade",
-    "users_table",
-]
+__all__ = ["Naming", "Tables", "ensure_schema", "make_engine", "schema_state", "upgrade"]

@@ -1,7 +1,10 @@
 """Alembic, run from code: the migrations ship inside the package.
 
-clerk-sync keeps its own version table (``clerk_sync_alembic_version``) and only ever looks at
-its own tables, so it can share a database with an application that uses Alembic too.
+clerk-sync keeps its own version table (``clerk_sync_alembic_version``, prefixed like the other
+tables) and only ever looks at its own tables, so it can share a database with an application
+that uses Alembic too. Before it creates anything in a database that has no clerk-sync schema,
+it checks that none of the names it needs is taken (an application's own ``users``): that is
+refused with the settings that fix it, rather than failing half-way.
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import SchemaError, StoreUnavailable
+from .schema import VERSION_TABLE, Naming
 
-VERSION_TABLE = "clerk_sync_alembic_version"
+__all__ = ["VERSION_TABLE", "ensure_schema", "schema_state", "upgrade"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 SchemaState = Literal["empty", "current", "outdated", "unknown"]
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, naming: Naming | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
+    cfg.attributes["naming"] = naming or Naming()
     return cfg
 
 
@@ -36,17 +41,24 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(engine: Engine, naming: Naming | None = None) -> str | None:
+    naming = naming or Naming()
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            ctx = MigrationContext.configure(
+                conn,
+                opts={
+                    "version_table": naming.version_table,
+                    "version_table_schema": naming.schema,
+                },
+            )
             return ctx.get_current_revision()
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"The database did not answer: {exc.__class__.__name__}.") from None
 
 
-def schema_state(engine: Engine) -> SchemaState:
-    current = current_revision(engine)
+def schema_state(engine: Engine, naming: Naming | None = None) -> SchemaState:
+    current = current_revision(engine, naming)
     if current is None:
         return "empty"
     if current == head_revision():
@@ -56,28 +68,56 @@ def schema_state(engine: Engine) -> SchemaState:
     return "outdated" if current in known else "unknown"
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
+def upgrade(engine: Engine, revision: str = "head", naming: Naming | None = None) -> str:
     """Bring the schema to ``revision``; returns the revision now in place."""
-    if schema_state(engine) == "unknown":
+    naming = naming or Naming()
+    state = schema_state(engine, naming)
+    if state == "unknown":
         raise _unknown_revision()
+    if state == "empty":
+        _check_names_free(engine, naming)
     try:
         with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
+            if naming.schema is not None and conn.dialect.name == "postgresql":
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{naming.schema}"'))
+            command.upgrade(alembic_config(conn, naming), revision)
     except SQLAlchemyError as exc:
         raise StoreUnavailable(
             f"The database did not answer during the upgrade ({type(exc).__name__}); nothing "
             "was changed that a retry would not finish."
         ) from None
-    return current_revision(engine) or ""
+    return current_revision(engine, naming) or ""
 
 
-def ensure_schema(engine: Engine, *, upgrade_empty: bool = True) -> None:
+def _check_names_free(engine: Engine, naming: Naming) -> None:
+    """Refuse to start a schema whose table names an application already uses."""
+    from ..entities import tables
+
+    wanted = [t.name for t in tables(naming.prefix, naming.schema).metadata.tables.values()]
+    try:
+        with engine.connect() as conn:
+            existing = set(inspect(conn).get_table_names(schema=naming.schema))
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"The database did not answer: {exc.__class__.__name__}.") from None
+    taken = [name for name in wanted if name in existing]
+    if taken:
+        where = f" in schema {naming.schema!r}" if naming.schema else ""
+        raise SchemaError(
+            f"Table {taken[0]!r}{where} already exists and is not clerk-sync's: set "
+            "TABLE_PREFIX (e.g. clerk_) or, on PostgreSQL, DATABASE_SCHEMA so clerk-sync's "
+            "tables get names of their own."
+        )
+
+
+def ensure_schema(
+    engine: Engine, *, upgrade_empty: bool = True, naming: Naming | None = None
+) -> None:
     """Create the schema in an empty database; refuse one that is behind or unknown."""
-    state = schema_state(engine)
+    state = schema_state(engine, naming)
     if state == "current":
         return
     if state == "empty" and upgrade_empty:
-        upgrade(engine)
+        upgrade(engine, naming=naming)
         return
     if state == "unknown":
         raise _unknown_revision()

@@ -1,28 +1,42 @@
-"""The tables clerk-sync owns. Alembic migrations (``migrations/``) create them; a test keeps
-the two in agreement.
+"""The tables clerk-sync owns, named for one deployment. Alembic migrations (``migrations/``)
+create them; a test keeps the two in agreement.
 
-Applications add their own tables beside these and reference ``users.id`` with
-``ON DELETE CASCADE`` (see :data:`users_table` and the README's "Associated data"): a
-``user.deleted`` then removes their rows in the same transaction as the user.
+Two tables know no entity kind: ``events`` (the delivery log) and ``tombstones``. Every synced
+kind adds one table of the same shape (:func:`entity_table`): its Clerk id, the columns its
+module queries, the full latest object as JSON (``data``), the ordering key (``sync_version``)
+and when clerk-sync wrote it (``synced_at``). The kinds themselves are declared in
+:mod:`clerk_sync.entities`, which builds the whole set with :func:`build_tables`.
+
+Names fit an existing application: every table gets ``TABLE_PREFIX`` and, on PostgreSQL, lives
+in ``DATABASE_SCHEMA`` (:class:`Naming`). Applications reference ``users.id`` or
+``organizations.id`` with ``ON DELETE CASCADE`` (see the README's "Associated data"): a delete
+then removes their rows in the same transaction.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Column,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..errors import ConfigError
+from ..events import STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -31,81 +45,130 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
 JsonType = JSON().with_variant(JSONB(), "postgresql")
-EVENT_STATUSES = ("processed", "stale", "ignored", "failed")
+EVENT_STATUSES = STATUSES
+VERSION_TABLE = "clerk_sync_alembic_version"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,29}")
+
+ColumnsFactory = Callable[[], Iterable[Column[Any]]]
+"""Fresh ``Column`` objects for one kind's queried columns (a column belongs to one table)."""
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JsonType}  # noqa: RUF012
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """Where clerk-sync's tables live: ``TABLE_PREFIX`` and (PostgreSQL) ``DATABASE_SCHEMA``."""
+
+    prefix: str = ""
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefix and not _IDENTIFIER.fullmatch(self.prefix):
+            raise ConfigError(
+                f"TABLE_PREFIX {self.prefix!r} must be lowercase letters, digits and _ "
+                "(at most 30, not starting with a digit), e.g. clerk_."
+            )
+        if self.schema is not None and not _IDENTIFIER.fullmatch(self.schema):
+            raise ConfigError(
+                f"DATABASE_SCHEMA {self.schema!r} must be lowercase letters, digits and _ "
+                "(at most 30, not starting with a digit)."
+            )
+
+    def table(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def version_table(self) -> str:
+        """Alembic's version table: prefixed too, so two deployments can share a database."""
+        return self.prefix + VERSION_TABLE
+
+    def describe(self) -> str:
+        where = f" in schema {self.schema!r}" if self.schema else ""
+        return f"TABLE_PREFIX={self.prefix!r}{where}"
 
 
-class User(Base):
-    """One live Clerk user. ``updated_at`` (Clerk's, ms) is the version that orders writes."""
+@dataclass(frozen=True, eq=False)
+class Tables:
+    """One deployment's tables. Hashable by identity: compiled statements are cached per
+    :class:`Tables` (see ``store/writes.py``)."""
 
-    __tablename__ = "users"
+    naming: Naming
+    metadata: MetaData
+    events: Table
+    tombstones: Table
+    entities: Mapping[str, Table] = field(default_factory=dict)
+    """Entity kind name → its table."""
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
-    phone_number: Mapped[str | None] = mapped_column(String(64))
-    external_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    first_name: Mapped[str | None] = mapped_column(Text)
-    last_name: Mapped[str | None] = mapped_column(Text)
-    username: Mapped[str | None] = mapped_column(String(255), index=True)
-    image_url: Mapped[str | None] = mapped_column(Text)
-    public_metadata: Mapped[dict[str, Any]]
-    unsafe_metadata: Mapped[dict[str, Any]]
-    created_at: Mapped[int | None] = mapped_column(BigInteger)
-    updated_at: Mapped[int] = mapped_column(BigInteger)
-    last_sign_in_at: Mapped[int | None] = mapped_column(BigInteger)
-    banned: Mapped[bool]
-    locked: Mapped[bool]
-    data: Mapped[dict[str, Any]]
-    """The full latest user object as Clerk sent it."""
-    synced_at: Mapped[int] = mapped_column(BigInteger)
-    """When clerk-sync last wrote the row (ms since the epoch)."""
+    def entity(self, kind: str) -> Table:
+        return self.entities[kind]
 
 
-class Event(Base):
-    """The delivery log: one row per Svix message id, whatever became of it."""
-
-    __tablename__ = "events"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('processed', 'stale', 'ignored', 'failed')", name="status_known"
+def _events(metadata: MetaData, naming: Naming) -> Table:
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    name = naming.table("events")
+    return Table(
+        name,
+        metadata,
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
         ),
-        Index("ix_events_status_seq", "status", "seq"),
-        Index("ix_events_type_seq", "type", "seq"),
+        Column("svix_id", String(255), nullable=False, unique=True),
+        Column("type", String(100)),
+        Column("subject_id", String(255)),
+        Column("user_id", String(255), index=True),
+        Column("event_timestamp", BigInteger),
+        Column("received_at", BigInteger, nullable=False),
+        Column("last_received_at", BigInteger, nullable=False),
+        Column("delivery_count", Integer, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("error", Text),
+        Column("payload", Text),
+        CheckConstraint(f"status IN ({statuses})", name="status_known"),
+        Index(f"ix_{name}_status_seq", "status", "seq"),
+        Index(f"ix_{name}_type_seq", "type", "seq"),
+        schema=naming.schema,
     )
 
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+
+def _tombstones(metadata: MetaData, naming: Naming) -> Table:
+    return Table(
+        naming.table("tombstones"),
+        metadata,
+        Column("kind", String(32), nullable=False),
+        Column("id", String(255), nullable=False),
+        Column("deleted_at", BigInteger, nullable=False),
+        PrimaryKeyConstraint("kind", "id"),
+        schema=naming.schema,
     )
-    svix_id: Mapped[str] = mapped_column(String(255), unique=True)
-    type: Mapped[str | None] = mapped_column(String(100))
-    subject_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    event_timestamp: Mapped[int | None] = mapped_column(BigInteger)
-    received_at: Mapped[int] = mapped_column(BigInteger)
-    last_received_at: Mapped[int] = mapped_column(BigInteger)
-    delivery_count: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))
-    error: Mapped[str | None] = mapped_column(Text)
-    payload: Mapped[str | None] = mapped_column(Text)
-    """The raw body, kept for replay; erased when the user it describes is deleted."""
 
 
-class Tombstone(Base):
-    """A deleted entity: its id and when, nothing personal. Deletes win over late updates."""
+def entity_table(metadata: MetaData, naming: Naming, name: str, columns: ColumnsFactory) -> Table:
+    """The table of one entity kind: the shape every kind shares around its own columns."""
+    return Table(
+        naming.table(name),
+        metadata,
+        Column("id", String(255), primary_key=True),
+        *columns(),
+        Column("data", JsonType, nullable=False),
+        Column("sync_version", BigInteger, nullable=False),
+        Column("synced_at", BigInteger, nullable=False),
+        schema=naming.schema,
+    )
 
-    __tablename__ = "tombstones"
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    deleted_at: Mapped[int] = mapped_column(BigInteger)
+def build_tables(naming: Naming, kinds: Iterable[tuple[str, str, ColumnsFactory]]) -> Tables:
+    """All tables for ``naming``: the log, the tombstones and one per ``(kind, table, columns)``."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=naming.schema)
+    events = _events(metadata, naming)
+    tombstones = _tombstones(metadata, naming)
+    entities = {
+        kind: entity_table(metadata, naming, table, columns) for kind, table, columns in kinds
+    }
+    return Tables(naming, metadata, events, tombstones, entities)
 
 
-metadata = Base.metadata
-users_table = cast(Table, User.__table__)
-events_table = cast(Table, Event.__table__)
-tombstones_table = cast(Table, Tombstone.__table__)
+def table_key(table: Table) -> str:
+    """How ``MetaData.tables`` names ``table`` (``schema.name`` when it has a schema)."""
+    return f"{table.schema}.{table.name}" if table.schema else table.name

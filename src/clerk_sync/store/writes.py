@@ -1,40 +1,49 @@
-"""The write statements of the hot path: written in SQLAlchemy Core, run by the driver.
+"""The write statements of the hot path, for any table of the generic shape: written in
+SQLAlchemy Core, compiled once per deployment and dialect, run by the driver.
 
-Ordering rules live in the statements themselves (``ON CONFLICT … WHERE excluded.updated_at >
-users.updated_at``) so deciding and writing are one atomic step, correct without extra locking
-against anything but a concurrent delete (see :func:`lock_subject`).
+Ordering rules live in the statements themselves (``ON CONFLICT … WHERE excluded.sync_version >
+t.sync_version``, and ``NOT EXISTS`` a tombstone of the row or of any of its parents), so
+deciding and writing are one atomic step, correct without extra locking against anything but a
+concurrent delete (see :func:`lock_keys`).
 
-Each statement is compiled once per dialect and then executed on the transaction's own DBAPI
-connection. Going through ``Connection.execute`` cost about 150 µs a statement in SQLAlchemy's
-Python code — more than SQLite takes to run it — and a delivery runs three or four (see
-``bench/README.md``). The statements stay SQLAlchemy's; only the per-call machinery is skipped.
-JSON columns are therefore passed already serialized (:func:`json_text`).
+Statements run on the transaction's own DBAPI connection. Going through
+``Connection.execute`` cost about 150 µs a statement in SQLAlchemy's Python code — more than
+SQLite takes to run it (see ``bench/README.md``). The statements stay SQLAlchemy's; only the
+per-call machinery is skipped. :func:`run` executes a list of steps in order: one after another
+on SQLite, in one round trip (psycopg's pipeline mode) on PostgreSQL — the same batch path for
+both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     Connection,
     Dialect,
     Executable,
     Table,
+    and_,
     bindparam,
+    case,
     delete,
     exists,
+    null,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .schema import events_table, tombstones_table, users_table
+from .schema import Tables
 
-_USER_COLUMNS = [c.name for c in users_table.columns if c.name != "id"]
+PERSONAL_KIND = "user"
+"""The tombstone kind whose bodies are erased (``events.user_id``)."""
 
 
 def json_text(value: Any) -> str:
@@ -42,84 +51,7 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_LOG_COLUMNS = [c.name for c in events_table.columns if c.name != "seq"]
-
-
-def _insert(dialect: str, table: Table, columns: list[str]) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT of exactly ``columns``, each a bound parameter of the same name."""
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return ins.values({name: bindparam(name) for name in columns})
-
-
-def _record(dialect: str) -> Executable:
-    ins = _insert(dialect, events_table, _LOG_COLUMNS)
-    return ins.on_conflict_do_update(
-        index_elements=[events_table.c.svix_id],
-        set_={
-            "delivery_count": events_table.c.delivery_count + 1,
-            "last_received_at": ins.excluded.last_received_at,
-        },
-    ).returning(events_table.c.seq, events_table.c.delivery_count, events_table.c.status)
-
-
-def _upsert_user(dialect: str) -> Executable:
-    # INSERT … SELECT so the tombstone guard is part of the same statement: one round trip.
-    columns = ["id", *_USER_COLUMNS]
-    row = select(*[bindparam(name, type_=users_table.c[name].type) for name in columns]).where(
-        ~exists().where(tombstones_table.c.id == bindparam("id"))
-    )
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(users_table)
-    return (
-        ins.from_select(columns, row)
-        .on_conflict_do_update(
-            index_elements=[users_table.c.id],
-            set_={name: ins.excluded[name] for name in _USER_COLUMNS},
-            where=ins.excluded.updated_at > users_table.c.updated_at,
-        )
-        .returning(users_table.c.id)
-    )
-
-
-def _tombstone(dialect: str) -> Executable:
-    return _insert(dialect, tombstones_table, ["id", "kind", "deleted_at"]).on_conflict_do_nothing(
-        index_elements=[tombstones_table.c.id]
-    )
-
-
-_STATEMENTS: dict[str, Callable[[str], Executable]] = {
-    "record": _record,
-    "upsert_user": _upsert_user,
-    "tombstone": _tombstone,
-    "is_tombstoned": lambda _: select(exists().where(tombstones_table.c.id == bindparam("id"))),
-    "stored_version": lambda _: select(users_table.c.updated_at).where(
-        users_table.c.id == bindparam("id")
-    ),
-    "delete_user": lambda _: delete(users_table).where(users_table.c.id == bindparam("id")),
-    "finish": lambda _: (
-        update(events_table)
-        .where(events_table.c.seq == bindparam("b_seq"))
-        .values(status=bindparam("status"), error=bindparam("error"))
-    ),
-    "finish_erased": lambda _: (
-        update(events_table)
-        .where(events_table.c.seq == bindparam("b_seq"))
-        .values(status=bindparam("status"), error=bindparam("error"), payload=None)
-    ),
-    "erase": lambda _: (
-        update(events_table)
-        .where(events_table.c.subject_id == bindparam("b_subject"))
-        .where(events_table.c.seq != bindparam("b_keep"))
-        .values(payload=None)
-    ),
-    # Sorted in a subquery so every transaction takes its locks in one global order.
-    "advisory_locks": lambda _: text(
-        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
-        "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-    ),
-}
-
-
-class _Compiled:
+class Compiled:
     """One statement as SQL text for one dialect, and how to lay out its parameters."""
 
     __slots__ = ("defaults", "order", "sql")
@@ -127,7 +59,7 @@ class _Compiled:
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        # Values written into the statement itself (``delivery_count + 1``, ``payload=NULL``).
+        # Values written into the statement itself (``delivery_count + 1``, a kind's name).
         self.defaults = {
             name: bind.value for name, bind in compiled.binds.items() if not bind.required
         }
@@ -140,40 +72,181 @@ class _Compiled:
         return [merged[name] for name in self.order]
 
 
+Step = tuple[Compiled, Mapping[str, Any]]
+"""One statement to run and its values."""
+
+
+def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _tombstoned(tables: Tables, kind: Any, id_param: str) -> Any:
+    t = tables.tombstones
+    return exists().where(and_(t.c.kind == kind, t.c.id == bindparam(id_param)))
+
+
+@dataclass(frozen=True, eq=False)
+class EntityStatements:
+    """The statements of one entity table."""
+
+    table: Table
+    json_columns: frozenset[str]
+    upsert: Compiled
+    why: Compiled
+    """``(tombstoned, parent tombstoned…, stored sync_version)`` of a refused upsert."""
+    delete: Compiled
+    cascades: Mapping[str, Compiled]
+    """Column → ``DELETE … WHERE column = :id``, one per parent kind column."""
+
+    def upsert_values(self, row: Mapping[str, Any], synced_at: int, svix_id: str) -> dict[str, Any]:
+        values = {
+            name: json_text(value) if name in self.json_columns else value
+            for name, value in row.items()
+        }
+        values["synced_at"] = synced_at
+        values["b_svix_id"] = svix_id
+        return values
+
+
+class Statements:
+    """Every statement of one deployment's tables, for one dialect, compiled on first use."""
+
+    def __init__(self, tables: Tables, dialect: Dialect) -> None:
+        self.tables = tables
+        self.dialect = dialect
+        d = dialect.name
+        events, tombstones = tables.events, tables.tombstones
+        log_columns = [c.name for c in events.columns if c.name not in ("seq", "payload")]
+        ins = _insert(d, events)
+        payload = case(
+            (_tombstoned(tables, PERSONAL_KIND, "user_id"), null()), else_=bindparam("payload")
+        )
+        self.record = self._compile(
+            ins.values({**{name: bindparam(name) for name in log_columns}, "payload": payload})
+            .on_conflict_do_update(
+                index_elements=[events.c.svix_id],
+                set_={
+                    "delivery_count": events.c.delivery_count + 1,
+                    "last_received_at": ins.excluded.last_received_at,
+                },
+            )
+            .returning(events.c.seq, events.c.delivery_count, events.c.status)
+        )
+        self.finish = self._compile(
+            update(events)
+            .where(events.c.seq == bindparam("b_seq"))
+            .values(status=bindparam("status"), error=bindparam("error"))
+        )
+        self.erase = self._compile(
+            update(events)
+            .where(events.c.user_id == bindparam("b_user"))
+            .where(events.c.payload.is_not(None))
+            .values(payload=None)
+        )
+        self.tombstone = self._compile(
+            _insert(d, tombstones)
+            .values(kind=bindparam("kind"), id=bindparam("id"), deleted_at=bindparam("deleted_at"))
+            .on_conflict_do_nothing(index_elements=[tombstones.c.kind, tombstones.c.id])
+        )
+        # Sorted in a subquery so every transaction takes its locks in one global order.
+        self.advisory_locks = self._compile(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) "
+                "AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+            )
+        )
+        self._entities: dict[str, EntityStatements] = {}
+
+    def _redelivered(self) -> Any:
+        """The delivery's svix id was recorded before (and did not fail): a redelivery, whose
+        writes must change nothing — whatever its body says. Writes run in the same batch as
+        their log row, before its answer is read, so this is checked in the statement."""
+        events = self.tables.events
+        return exists().where(
+            and_(
+                events.c.svix_id == bindparam("b_svix_id"),
+                events.c.delivery_count > 1,
+                events.c.status != "failed",
+            )
+        )
+
+    def _compile(self, statement: Executable) -> Compiled:
+        return Compiled(statement, self.dialect)
+
+    def entity(self, kind: str, parents: Mapping[str, str]) -> EntityStatements:
+        """The statements of ``kind``'s table, whose ``parents`` map column → parent kind."""
+        found = self._entities.get(kind)
+        if found is None:
+            found = self._entities[kind] = self._entity(kind, parents)
+        return found
+
+    def _entity(self, kind: str, parents: Mapping[str, str]) -> EntityStatements:
+        table = self.tables.entity(kind)
+        names = [c.name for c in table.columns]
+        guards = [~_tombstoned(self.tables, kind, "id")]
+        guards += [~_tombstoned(self.tables, parent, col) for col, parent in parents.items()]
+        guards.append(~self._redelivered())
+        row = select(*[bindparam(n, type_=table.c[n].type) for n in names]).where(*guards)
+        ins = _insert(self.dialect.name, table)
+        upsert = (
+            ins.from_select(names, row)
+            .on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_={n: ins.excluded[n] for n in names if n != "id"},
+                where=ins.excluded.sync_version > table.c.sync_version,
+            )
+            .returning(table.c.id)
+        )
+        why = select(
+            _tombstoned(self.tables, kind, "id"),
+            *[_tombstoned(self.tables, parent, col) for col, parent in parents.items()],
+            select(table.c.sync_version).where(table.c.id == bindparam("id")).scalar_subquery(),
+        )
+        cascades = {
+            col: self._compile(delete(table).where(table.c[col] == bindparam("b_parent")))
+            for col in parents
+        }
+        return EntityStatements(
+            table=table,
+            json_columns=frozenset(c.name for c in table.columns if isinstance(c.type, JSON)),
+            upsert=self._compile(upsert),
+            why=self._compile(why),
+            delete=self._compile(delete(table).where(table.c.id == bindparam("id"))),
+            cascades=cascades,
+        )
+
+
 @cache
-def _compiled(dialect: Dialect, name: str) -> _Compiled:
-    return _Compiled(_STATEMENTS[name](dialect.name), dialect)
+def statements(tables: Tables, dialect: Dialect) -> Statements:
+    return Statements(tables, dialect)
 
 
-def _run(conn: Connection, name: str, values: Mapping[str, Any]) -> list[Any]:
-    statement = _compiled(conn.dialect, name)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(statement.sql, statement.params(values))
-        return cursor.fetchall() if cursor.description else []
-    finally:
-        cursor.close()
+def run(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
+    """Run ``steps`` in order inside the caller's transaction; the rows of each.
 
-
-Step = tuple[str, Mapping[str, Any]]
-"""One statement of :func:`run_pipelined`: its name in ``_STATEMENTS`` and its values."""
-
-
-def run_pipelined(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
-    """Run ``steps`` in order in one round trip (psycopg's pipeline mode); their rows.
-
-    PostgreSQL only. The statements still run one after another on the server, in this order,
-    inside the caller's transaction; the client simply does not wait for each answer before
-    sending the next. An error in any of them raises here, and the transaction is lost.
+    PostgreSQL sends them all in one round trip (pipeline mode): the statements still run one
+    after another on the server, in this order; the client just does not wait for each answer
+    before sending the next. An error in any of them raises here, and the transaction is lost.
     """
     driver = conn.connection.driver_connection
     assert driver is not None
+    if not steps:
+        return []
+    if conn.dialect.name != "postgresql":
+        cursor = driver.cursor()
+        try:
+            out = []
+            for compiled, values in steps:
+                cursor.execute(compiled.sql, compiled.params(values))
+                out.append(cursor.fetchall() if cursor.description else [])
+            return out
+        finally:
+            cursor.close()
     cursors = []
     with driver.pipeline():
-        for name, values in steps:
-            statement = _compiled(conn.dialect, name)
+        for compiled, values in steps:
             cursor = driver.cursor()
-            cursor.execute(statement.sql, statement.params(values))
+            cursor.execute(compiled.sql, compiled.params(values))
             cursors.append(cursor)
     try:
         return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
@@ -183,68 +256,21 @@ def run_pipelined(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
 
 
 def record_values(rows: list[Any]) -> tuple[int, int, str]:
-    """The ``(seq, delivery_count, status)`` of a ``record`` step's rows."""
+    """The ``(seq, delivery_count, status)`` of a ``record`` step's rows: a count of 1 means
+    the svix id is new."""
     seq, count, status = rows[0]
     return int(seq), int(count), str(status)
 
 
-def record_delivery(conn: Connection, values: dict[str, Any]) -> tuple[int, int, str]:
-    """Insert the log row, or count one more delivery of a known svix id.
-
-    Returns ``(seq, delivery_count, status)``: a count of 1 means this svix id is new.
-    """
-    return record_values(_run(conn, "record", values))
-
-
-def finish_delivery(
-    conn: Connection, seq: int, status: str, error: str | None, *, erase_payload: bool = False
-) -> None:
-    """Set the final status of a logged delivery (and drop its body when asked)."""
-    name = "finish_erased" if erase_payload else "finish"
-    _run(conn, name, {"b_seq": seq, "status": status, "error": error})
-
-
-def lock_keys(conn: Connection, keys: Sequence[str]) -> None:
-    """Serialize transactions that touch the same subjects or svix ids, across processes
+def lock_keys(conn: Connection, tables: Tables, keys: Sequence[str]) -> None:
+    """Serialize transactions that touch the same objects or svix ids, across processes
     (PostgreSQL; SQLite's single writer lock already does).
 
-    Without it an update racing a delete on another replica could re-insert a deleted user.
+    Without it an update racing a delete on another replica could re-insert a deleted object.
     All of a transaction's locks are taken at its start in one statement, in one global order
     (by hash), so two batches that share keys queue instead of deadlocking: the row locks taken
-    later (the log's unique svix id, the user row, the tombstone) are then never contended.
+    later (the log's unique svix id, the rows, the tombstones) are then never contended.
     """
     if conn.dialect.name == "postgresql" and keys:
-        _run(conn, "advisory_locks", {"keys": list(keys)})
-
-
-def is_tombstoned(conn: Connection, entity_id: str) -> bool:
-    return bool(_run(conn, "is_tombstoned", {"id": entity_id})[0][0])
-
-
-def stored_version(conn: Connection, user_id: str) -> int | None:
-    rows = _run(conn, "stored_version", {"id": user_id})
-    return int(rows[0][0]) if rows else None
-
-
-def upsert_user(conn: Connection, values: dict[str, Any]) -> bool:
-    """Insert or update the user if ``values`` is newer and the id is not tombstoned; returns
-    whether a row changed.
-
-    JSON columns (``public_metadata``, ``unsafe_metadata``, ``data``) must be :func:`json_text`.
-    """
-    # RETURNING rather than rowcount: not every driver reports rowcount for an upsert.
-    return bool(_run(conn, "upsert_user", values))
-
-
-def add_tombstone(conn: Connection, entity_id: str, kind: str, deleted_at: int) -> None:
-    _run(conn, "tombstone", {"id": entity_id, "kind": kind, "deleted_at": deleted_at})
-
-
-def delete_user(conn: Connection, user_id: str) -> None:
-    """Delete the row; the database cascades to rows that reference it."""
-    _run(conn, "delete_user", {"id": user_id})
-
-
-def erase_payloads(conn: Connection, subject_id: str, keep_seq: int) -> None:
-    """Drop the stored bodies of a deleted subject's events: they hold personal data."""
-    _run(conn, "erase", {"b_subject": subject_id, "b_keep": keep_seq})
+        stmts = statements(tables, conn.dialect)
+        run(conn, [(stmts.advisory_locks, {"keys": list(keys)})])

@@ -12,11 +12,12 @@ from starlette.routing import Route
 
 from ..committer import GroupCommitter
 from ..config import Settings, load_hooks
+from ..entities import tables
 from ..errors import ClerkSyncError, Refused
+from ..hooks import UserDeletedHook
 from ..logformat import LogFormat
 from ..receiver import Receiver
 from ..store import ensure_schema, make_engine
-from ..sync import UserDeletedHook
 from ..verify import Verifier
 from ..writer import WriterConfig, WriterProcess
 from .api import ReadApi
@@ -53,7 +54,8 @@ def create_app(
     hooks = (
         list(on_user_deleted) if on_user_deleted is not None else load_hooks(settings.hook_paths())
     )
-    receiver = Receiver(engine, on_user_deleted=hooks)
+    deployment = tables(settings.table_prefix, settings.schema_name())
+    receiver = Receiver(engine, tables=deployment, on_user_deleted=hooks)
     # One writer on either database: four threads on PostgreSQL made smaller batches and more
     # commits (about 1,300 against 1,900 deliveries/s on 2 cores). Replicas add parallelism.
     writers = 1
@@ -64,6 +66,8 @@ def create_app(
                 database_url=engine.url.render_as_string(hide_password=False),
                 sqlite_synchronous=settings.sqlite_synchronous,
                 hook_paths=settings.hook_paths(),
+                table_prefix=settings.table_prefix,
+                database_schema=settings.schema_name(),
                 max_batch=settings.batch_max,
                 log_level=settings.log_level,
                 log_format=log_format,
@@ -71,11 +75,11 @@ def create_app(
         )
     else:
         committer = GroupCommitter(receiver, max_batch=settings.batch_max, writers=writers)
-    api = ReadApi(engine, settings.admin_token)
+    api = ReadApi(engine, settings.admin_token, deployment)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(ensure_schema, engine)
+        await run_in_threadpool(ensure_schema, engine, naming=deployment.naming)
         if isinstance(committer, WriterProcess):
             await committer.start()
         else:
@@ -93,9 +97,8 @@ def create_app(
 
     routes = Starlette(
         routes=[
-            Route("/api/users/{user_id}", api.user, methods=["GET"]),
-            Route("/api/users", api.users, methods=["GET"]),
             Route("/api/events", api.events, methods=["GET"]),
+            Route("/api/{rest:path}", api.objects, methods=["GET"]),
             Route("/healthz", api.healthz, methods=["GET"]),
         ],
         exception_handlers={ClerkSyncError: handle_error},
@@ -103,6 +106,7 @@ def create_app(
     )
     routes.state.receiver = receiver
     routes.state.engine = engine
+    routes.state.tables = deployment
     webhook = WebhookEndpoint(verifier, committer, settings.max_body_bytes)
     return ClerkSyncApp(webhook, routes, guard)
 

@@ -2,13 +2,19 @@
 
 Without a configured token every read route answers 404, as if it did not exist: an instance
 nobody set a token for exposes nothing.
+
+Object routes are one table (:data:`COLLECTIONS`, :data:`NESTED`) over the entity kinds, so a
+new kind is a line here. Ids are read from the raw path, one URL-decoded segment each, so an id
+with a ``/`` in it (``user%2Fx``) is still one id. Query parameters are checked strictly: an
+unknown one, or a bad value, is 400 ``invalid_parameter`` naming it.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
+from urllib.parse import unquote
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,20 +22,38 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..entities import kind_named
 from ..errors import InvalidParameter, NotFound, StoreUnavailable, Unauthorized
-from ..store import reads
-from ..store.schema import EVENT_STATUSES
+from ..events import STATUSES
+from ..store import Tables, reads
 from .responses import JSONResponse, error_response
 
 P = ParamSpec("P")
 R = TypeVar("R")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+MAX_CURSOR_CHARS = 255
+
+COLLECTIONS = {"users": "user", "organizations": "organization", "sessions": "session"}
+"""``/api/<collection>/{id}`` → the kind it shows."""
+LISTED = {"users", "organizations"}
+"""Collections that can be listed whole (``GET /api/<collection>``)."""
+NESTED = {
+    ("users", "memberships"): ("organization_membership", "user_id"),
+    ("users", "sessions"): ("session", "user_id"),
+    ("organizations", "memberships"): ("organization_membership", "organization_id"),
+    ("organizations", "invitations"): ("organization_invitation", "organization_id"),
+}
+"""``/api/<collection>/{id}/<sub>`` → (kind listed, its column equal to the id)."""
+USER_SEARCH = ("id", "email", "first_name", "last_name", "username")
+"""What ``GET /api/users?query=`` matches (a case-insensitive substring of any)."""
+_LIST_PARAMS = {"limit", "cursor"}
 
 
 class ReadApi:
-    def __init__(self, engine: Engine, admin_token: str) -> None:
+    def __init__(self, engine: Engine, admin_token: str, tables: Tables) -> None:
         self.engine = engine
+        self.tables = tables
         self._token = admin_token.encode()
 
     def _authorize(self, request: Request) -> None:
@@ -41,34 +65,85 @@ class ReadApi:
         ):
             raise Unauthorized("Send 'Authorization: Bearer <ADMIN_TOKEN>'.")
 
-    async def user(self, request: Request) -> Response:
+    async def objects(self, request: Request) -> Response:
+        """Every ``/api/<collection>…`` route but the event log."""
         self._authorize(request)
-        user_id = request.path_params["user_id"]
-        found = await _db(reads.get_user, self.engine, user_id)
-        if found is None:
-            raise NotFound(f"No user {user_id!r}: never synced, or deleted.")
-        return JSONResponse(found)
+        segments = _segments(request)
+        collection = segments[0]
+        if collection not in COLLECTIONS or len(segments) > 3:
+            raise NotFound("Not found: no such route in the read API (see the README).")
+        kind = kind_named(COLLECTIONS[collection])
+        if len(segments) == 1:
+            if collection not in LISTED:
+                raise NotFound(f"Not found: /api/{collection} is not listed; ask for one by id.")
+            return await self._list(request, collection)
+        object_id = segments[1]
+        if len(segments) == 2:
+            _allow(request, ())
+            found = await _db(
+                reads.get_row, self.engine, self.tables, kind.name, kind.read_fields(), object_id
+            )
+            if found is None:
+                raise NotFound(f"No {kind.name} {object_id!r}: never synced, or deleted.")
+            return JSONResponse(found)
+        nested = NESTED.get((collection, segments[2]))
+        if nested is None:
+            raise NotFound("Not found: no such route in the read API (see the README).")
+        child = kind_named(nested[0])
+        limit, cursor = _paging(request, ())
+        rows, next_cursor = await _db(
+            reads.list_rows,
+            self.engine,
+            self.tables,
+            child.name,
+            child.read_fields(),
+            limit=limit,
+            cursor=cursor,
+            where={nested[1]: object_id},
+        )
+        if not rows and not cursor:
+            known = await _db(reads.exists, self.engine, self.tables, kind.name, object_id)
+            if not known:
+                raise NotFound(f"No {kind.name} {object_id!r}: never synced, or deleted.")
+        return JSONResponse({"data": rows, "next_cursor": next_cursor})
 
-    async def users(self, request: Request) -> Response:
-        self._authorize(request)
-        limit = _limit(request)
-        cursor = request.query_params.get("cursor") or None
-        rows, next_cursor = await _db(reads.list_users, self.engine, limit=limit, cursor=cursor)
+    async def _list(self, request: Request, collection: str) -> Response:
+        kind = kind_named(COLLECTIONS[collection])
+        filters = ("email", "query") if collection == "users" else ()
+        limit, cursor = _paging(request, filters)
+        params = request.query_params
+        where = {"email": params["email"]} if params.get("email") else None
+        query = params.get("query") or None
+        rows, next_cursor = await _db(
+            reads.list_rows,
+            self.engine,
+            self.tables,
+            kind.name,
+            kind.read_fields(),
+            limit=limit,
+            cursor=cursor,
+            where=where,
+            search=(USER_SEARCH, query) if query else None,
+        )
         return JSONResponse({"data": rows, "next_cursor": next_cursor})
 
     async def events(self, request: Request) -> Response:
         self._authorize(request)
+        limit, _ = _paging(request, ("status", "type"), cursor=False)
         params = request.query_params
         status = params.get("status") or None
-        if status is not None and status not in EVENT_STATUSES:
-            raise InvalidParameter(f"status must be one of {', '.join(EVENT_STATUSES)}.")
+        if status is not None and status not in STATUSES:
+            raise InvalidParameter(f"status must be one of {', '.join(STATUSES)}.")
         raw_cursor = params.get("cursor") or None
-        if raw_cursor is not None and not raw_cursor.isdigit():
+        if raw_cursor is not None and not (
+            raw_cursor.isascii() and raw_cursor.isdigit() and len(raw_cursor) <= 18
+        ):
             raise InvalidParameter("cursor must be the next_cursor of a previous page.")
         rows, next_cursor = await _db(
             reads.list_events,
             self.engine,
-            limit=_limit(request),
+            self.tables,
+            limit=limit,
             cursor=int(raw_cursor) if raw_cursor else None,
             status=status,
             event_type=params.get("type") or None,
@@ -85,13 +160,41 @@ class ReadApi:
         return JSONResponse({"status": "ok"})
 
 
-def _limit(request: Request) -> int:
+def _segments(request: Request) -> list[str]:
+    """The path after ``/api/``, split on ``/`` *before* decoding each segment."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1").split("?", 1)[0]
+    root = request.scope.get("root_path", "")
+    rest = path[len(root) :] if root and path.startswith(root) else path
+    parts = rest.removeprefix("/api/").split("/")
+    if parts and parts[-1] == "":
+        parts.pop()
+    return [unquote(p) for p in parts] or [""]
+
+
+def _allow(request: Request, names: Iterable[str]) -> None:
+    allowed = set(names)
+    for name in request.query_params:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise InvalidParameter(f"Unknown query parameter {name!r} (this route takes {known}).")
+
+
+def _paging(
+    request: Request, filters: Iterable[str], *, cursor: bool = True
+) -> tuple[int, str | None]:
+    """Check the query string (only known parameters) and return ``(limit, cursor)``."""
+    _allow(request, {*_LIST_PARAMS, *filters})
     raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidParameter(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-    return int(raw)
+    limit = DEFAULT_LIMIT
+    if raw:
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT):
+            raise InvalidParameter(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+        limit = int(raw)
+    value = request.query_params.get("cursor") or None
+    if cursor and value is not None and len(value) > MAX_CURSOR_CHARS:
+        raise InvalidParameter("cursor must be the next_cursor of a previous page.")
+    return limit, value
 
 
 async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -102,3 +205,6 @@ async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
             f"The database did not answer ({type(exc).__name__}); check DATABASE_URL and that "
             "the database is running."
         ) from None
+
+
+__all__ = ["COLLECTIONS", "NESTED", "ReadApi"]

@@ -5,40 +5,41 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
-from sqlalchemy import create_engine
 
-from clerk_sync.store.migrate import VERSION_TABLE
-from clerk_sync.store.schema import metadata
+from clerk_sync.store.schema import Naming, Tables, table_key
 
 config = context.config
 
 
-def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Ignore tables that belong to the host application."""
-    if type_ == "table":
-        return name in metadata.tables
-    return True
+def _tables() -> Tables:
+    from clerk_sync.entities import tables
+
+    naming = config.attributes.get("naming") or Naming()
+    return tables(naming.prefix, naming.schema)
 
 
 def run() -> None:
-    options: dict[str, Any] = {
-        "target_metadata": metadata,
-        "version_table": VERSION_TABLE,
-        "include_object": _ours,
-        "render_as_batch": True,
-        "compare_type": True,
-    }
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        context.configure(connection=connection, **options)
-        with context.begin_transaction():
-            context.run_migrations()
-        return
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
-    with engine.begin() as conn:
-        context.configure(connection=conn, **options)
-        with context.begin_transaction():
-            context.run_migrations()
+    tables = _tables()
+    ours = {t.name for t in tables.metadata.tables.values()}
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        """Ignore tables that belong to the host application."""
+        return name in ours if type_ == "table" else True
+
+    connection = config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=tables.metadata,
+        version_table=tables.naming.version_table,
+        version_table_schema=tables.naming.schema,
+        include_object=include,
+        include_schemas=tables.naming.schema is not None,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    assert all(table_key(t) for t in tables.metadata.tables.values())
 
 
 run()

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from clerk_sync.store.migrations.names import schema, t
+
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0001"
@@ -20,7 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "events",
+        t("events"),
         sa.Column(
             "seq",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -39,25 +41,29 @@ def upgrade() -> None:
         sa.Column("payload", sa.Text(), nullable=True),
         sa.CheckConstraint(
             "status IN ('processed', 'stale', 'ignored', 'failed')",
-            name=op.f("ck_events_status_known"),
+            name=op.f(f"ck_{t('events')}_status_known"),
         ),
-        sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
-        sa.UniqueConstraint("svix_id", name=op.f("uq_events_svix_id")),
+        sa.PrimaryKeyConstraint("seq", name=op.f(f"pk_{t('events')}")),
+        sa.UniqueConstraint("svix_id", name=op.f(f"uq_{t('events')}_svix_id")),
+        schema=schema(),
     )
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_status_seq", ["status", "seq"], unique=False)
-        batch_op.create_index(batch_op.f("ix_events_subject_id"), ["subject_id"], unique=False)
-        batch_op.create_index("ix_events_type_seq", ["type", "seq"], unique=False)
+    with op.batch_alter_table(t("events"), schema=schema()) as batch_op:
+        batch_op.create_index(f"ix_{t('events')}_status_seq", ["status", "seq"], unique=False)
+        batch_op.create_index(
+            batch_op.f(f"ix_{t('events')}_subject_id"), ["subject_id"], unique=False
+        )
+        batch_op.create_index(f"ix_{t('events')}_type_seq", ["type", "seq"], unique=False)
 
     op.create_table(
-        "tombstones",
+        t("tombstones"),
         sa.Column("id", sa.String(length=255), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("deleted_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_tombstones")),
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{t('tombstones')}")),
+        schema=schema(),
     )
     op.create_table(
-        "users",
+        t("users"),
         sa.Column("id", sa.String(length=255), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=True),
         sa.Column("phone_number", sa.String(length=64), nullable=True),
@@ -75,25 +81,28 @@ def upgrade() -> None:
         sa.Column("locked", sa.Boolean(), nullable=False),
         sa.Column("data", JSON, nullable=False),
         sa.Column("synced_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{t('users')}")),
+        schema=schema(),
     )
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_users_email"), ["email"], unique=False)
-        batch_op.create_index(batch_op.f("ix_users_external_id"), ["external_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_users_username"), ["username"], unique=False)
+    with op.batch_alter_table(t("users"), schema=schema()) as batch_op:
+        batch_op.create_index(batch_op.f(f"ix_{t('users')}_email"), ["email"], unique=False)
+        batch_op.create_index(
+            batch_op.f(f"ix_{t('users')}_external_id"), ["external_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f(f"ix_{t('users')}_username"), ["username"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_users_username"))
-        batch_op.drop_index(batch_op.f("ix_users_external_id"))
-        batch_op.drop_index(batch_op.f("ix_users_email"))
+    with op.batch_alter_table(t("users"), schema=schema()) as batch_op:
+        batch_op.drop_index(batch_op.f(f"ix_{t('users')}_username"))
+        batch_op.drop_index(batch_op.f(f"ix_{t('users')}_external_id"))
+        batch_op.drop_index(batch_op.f(f"ix_{t('users')}_email"))
 
-    op.drop_table("users")
-    op.drop_table("tombstones")
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index("ix_events_type_seq")
-        batch_op.drop_index(batch_op.f("ix_events_subject_id"))
-        batch_op.drop_index("ix_events_status_seq")
+    op.drop_table(t("users"), schema=schema())
+    op.drop_table(t("tombstones"), schema=schema())
+    with op.batch_alter_table(t("events"), schema=schema()) as batch_op:
+        batch_op.drop_index(f"ix_{t('events')}_type_seq")
+        batch_op.drop_index(batch_op.f(f"ix_{t('events')}_subject_id"))
+        batch_op.drop_index(f"ix_{t('events')}_status_seq")
 
-    op.drop_table("events")
+    op.drop_table(t("events"), schema=schema())
