@@ -50,6 +50,14 @@ def test_stale_update_follows_the_newest_version_and_is_older() -> None:
     assert sent[2].note == "stale on purpose"
 
 
+def test_stale_works_for_any_versioned_kind() -> None:
+    sent = plan(PlanOptions(event_type="organization.created", stale=True), now_ms=NOW)
+    assert [d.event_type for d in sent] == ["organization.created", "organization.updated"]
+    assert {d.subject_id for d in sent} == {data(sent[0])["id"]}
+    assert data(sent[1])["updated_at"] < data(sent[0])["updated_at"]
+    assert sent[1].note == "stale on purpose"
+
+
 def test_stale_after_a_delete_alone() -> None:
     sent = plan(PlanOptions(event_type="user.deleted", stale=True), now_ms=NOW)
     assert [d.event_type for d in sent] == ["user.deleted", "user.updated"]
@@ -102,8 +110,8 @@ def test_overrides_apply_to_every_event() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (PlanOptions(), "Give an EVENT_TYPE (clerkSync.ping, user.created"),
-        (PlanOptions(event_type="user.bogus"), "the known ones are clerkSync.ping, user.created"),
+        (PlanOptions(), "Give an EVENT_TYPE (clerkSync.ping, email.created, organization.created"),
+        (PlanOptions(event_type="user.bogus"), "the known ones are clerkSync.ping, email.created"),
         (PlanOptions(event_type="user.created", scenario="lifecycle"), "not both"),
         (PlanOptions(scenario="birthday"), "Unknown scenario 'birthday'"),
         (PlanOptions(event_type="user.created", user_id="user_x", count=2), "--user-id"),

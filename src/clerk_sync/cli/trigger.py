@@ -37,7 +37,10 @@ def trigger(
     count: int = typer.Option(1, min=1, max=1000, help="How many distinct users."),
     list_: bool = typer.Option(False, "--list", help="List the event types and scenarios."),
     scenario: str | None = typer.Option(
-        None, help=f"A sequence instead of one event: {', '.join(sorted(SCENARIOS))}."
+        None,
+        help=f"A story instead of one event: {', '.join(sorted(SCENARIOS))} (--list says what "
+        "each sends). org-lifecycle is about a new organization and its users: with it "
+        "--count N makes N organizations, and --user-id and --stale do not apply.",
     ),
     duplicate: bool = typer.Option(False, help="Send each delivery twice (same svix id)."),
     shuffle: bool = typer.Option(False, help="Send the deliveries out of order."),
@@ -92,5 +95,5 @@ def _print_catalog() -> None:
     for f in fixtures:
         kind = "handled" if f.event_type in handled else "ignored"
         stdout.print(f"{f.event_type:<{width}}  {kind:<7}  {f.summary}", markup=False)
-    for name, steps in sorted(SCENARIOS.items()):
-        stdout.print(f"--scenario {name}: {' → '.join(steps)}, per user", markup=False)
+    for name, scenario in sorted(SCENARIOS.items()):
+        stdout.print(f"--scenario {name}: {scenario.summary}", markup=False)
