@@ -10,7 +10,7 @@ from ..devtools.catalog import all_fixtures
 from ..devtools.overrides import parse_override
 from ..devtools.scenarios import SCENARIOS, PlanOptions, plan
 from ..devtools.sender import Sender
-from ..sync import handled_types
+from ..entities import handled_types
 from .common import load_settings, reports_errors, stdout
 from .sending import DEFAULT_URL, SIGNER_HELP, URL_HELP, print_answer, signing_secret
 
