@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import fixture_types, new_id
 from clerk_sync.devtools.catalog import persona
-from clerk_sync.store.schema import events_table, tombstones_table, users_table
-from clerk_sync.sync import handled_types
+from tests.helpers.tables import events_table, tombstones_table, users_table
+from clerk_sync.entities import handled_types
 from clerk_sync.web import WEBHOOK_PATH
 from tests.cli.devtools_support import (
     env,
