@@ -9,7 +9,8 @@ codes never change once released.
 
     ClerkSyncError
     ├── ConfigError                  config_invalid         exit 2   (startup refuses)
-    ├── SchemaError                  schema_outdated        exit 3   (run `clerk-sync db upgrade`)
+    ├── SchemaError                  schema_outdated /      exit 3   (run `clerk-sync db upgrade`;
+    │                                table_taken                     or set TABLE_PREFIX)
     ├── RejectedDelivery             (nothing is recorded for these; sent before any write)
     │   ├── MissingHeader            missing_header         400
     │   ├── MalformedHeader          malformed_header       400

@@ -198,7 +198,8 @@ class Receiver:
                 with self.engine.connect() as conn:
                     conn = conn.execution_options(**WRITE_OPTIONS)
                     with conn.begin():
-                        writes.lock_keys(conn, self.tables, _lock_keys(prepared))
+                        if writes.needs_locks(conn):
+                            writes.lock_keys(conn, self.tables, _lock_keys(prepared))
                         return self._apply(conn, prepared, int(self._clock() * 1000))
             except Exception as exc:
                 if attempt < _RETRIES and _retryable(exc):

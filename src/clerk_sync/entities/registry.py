@@ -61,11 +61,16 @@ def handled_types() -> list[str]:
 
 def children(kind: Kind) -> list[tuple[Kind, str]]:
     """``(child kind, column)`` for every kind whose rows belong to ``kind``'s."""
+    return _children(kind.name, len(_KINDS))
+
+
+@cache
+def _children(name: str, _registered: int) -> list[tuple[Kind, str]]:
     return [
         (child, column)
         for child in _KINDS.values()
         for column, parent in child.parents.items()
-        if parent == kind.name
+        if parent == name
     ]
 
 

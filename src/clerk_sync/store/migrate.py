@@ -105,7 +105,8 @@ def _check_names_free(engine: Engine, naming: Naming) -> None:
         raise SchemaError(
             f"Table {taken[0]!r}{where} already exists and is not clerk-sync's: set "
             "TABLE_PREFIX (e.g. clerk_) or, on PostgreSQL, DATABASE_SCHEMA so clerk-sync's "
-            "tables get names of their own."
+            "tables get names of their own.",
+            code="table_taken",
         )
 
 

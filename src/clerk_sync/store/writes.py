@@ -262,6 +262,11 @@ def record_values(rows: list[Any]) -> tuple[int, int, str]:
     return int(seq), int(count), str(status)
 
 
+def needs_locks(conn: Connection) -> bool:
+    """Whether transactions must lock their keys (PostgreSQL; SQLite has one writer)."""
+    return conn.dialect.name == "postgresql"
+
+
 def lock_keys(conn: Connection, tables: Tables, keys: Sequence[str]) -> None:
     """Serialize transactions that touch the same objects or svix ids, across processes
     (PostgreSQL; SQLite's single writer lock already does).
