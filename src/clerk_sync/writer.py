@@ -31,10 +31,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .committer import run_batches
 from .errors import ClerkSyncError, StoreUnavailable
 from .receiver import Delivery, Outcome
 
@@ -121,6 +122,12 @@ class WriterProcess:
         self._spawn()
         assert self._ready is not None
         await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+
+    async def open(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        self.stop()  # on the loop: it owns the pipes' readers
 
     def _spawn(self) -> None:
         assert self._loop is not None
@@ -319,7 +326,7 @@ def _outcome_fields(outcome: Outcome) -> tuple[Any, ...]:
 
 
 def serve_pipe(
-    receive_batch: Callable[[list[Delivery]], list[Outcome | StoreUnavailable]],
+    receive_batch: Callable[[list[Delivery]], Sequence[Outcome | StoreUnavailable]],
     read_fd: int,
     write_fd: int,
     *,
@@ -327,15 +334,20 @@ def serve_pipe(
 ) -> None:
     """Read deliveries until end-of-file, commit them in batches, answer each after its commit.
 
-    One thread does it all: it blocks on the pipe only when it has nothing to do, and otherwise
-    takes everything that arrived while it was committing as the next batch (up to
-    ``max_batch``). So the server wakes this process once per idle spell, not once per write.
+    One thread does it all (:func:`~clerk_sync.committer.run_batches`): it blocks on the pipe
+    only when it has nothing to do, and otherwise takes everything that arrived while it was
+    committing as the next batch (up to ``max_batch``). So the server wakes this process once
+    per idle spell, not once per write.
     """
     os.set_blocking(read_fd, False)
     frames = _Frames()
     pending: collections.deque[tuple[int, Delivery]] = collections.deque()
     open_ = True
-    while open_ or pending:
+
+    def next_batch(limit: int) -> list[tuple[int, Delivery]] | None:
+        nonlocal open_
+        if not open_ and not pending:
+            return None
         if open_ and not pending:
             select.select([read_fd], [], [])
         while open_:
@@ -348,14 +360,11 @@ def serve_pipe(
                 break
             for job, svix_id, body, received_at in frames.feed(data):
                 pending.append((job, Delivery(svix_id, body, received_at)))
-        if not pending:
-            continue
-        batch = [pending.popleft() for _ in range(min(max_batch, len(pending)))]
-        try:
-            results = receive_batch([d for _, d in batch])
-        except BaseException as exc:  # never leave a request hanging
-            log.exception("writer failed")
-            results = [StoreUnavailable(f"The writer failed: {type(exc).__name__}.")] * len(batch)
+        return [pending.popleft() for _ in range(min(limit, len(pending)))]
+
+    def answer(
+        batch: list[tuple[int, Delivery]], results: Sequence[Outcome | StoreUnavailable]
+    ) -> None:
         _answer(
             write_fd,
             b"".join(
@@ -367,6 +376,8 @@ def serve_pipe(
                 for (job, _), r in zip(batch, results, strict=True)
             ),
         )
+
+    run_batches(next_batch, receive_batch, answer, max_batch=max_batch)
 
 
 def _answer(write_fd: int, payload: bytes) -> None:

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from ..committer import GroupCommitter
+from ..committer import Committer, GroupCommitter
 from ..config import Settings, load_hooks
 from ..entities import tables
 from ..errors import ClerkSyncError, Refused
@@ -59,7 +59,7 @@ def create_app(
     # One writer on either database: four threads on PostgreSQL made smaller batches and more
     # commits (about 1,300 against 1,900 deliveries/s on 2 cores). Replicas add parallelism.
     writers = 1
-    committer: GroupCommitter | WriterProcess
+    committer: Committer
     if settings.writer == "process" and on_user_deleted is None:
         committer = WriterProcess(
             WriterConfig(
@@ -80,18 +80,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_schema, engine, naming=deployment.naming)
-        if isinstance(committer, WriterProcess):
-            await committer.start()
-        else:
-            committer.start()
+        await committer.open()
         try:
             yield
         finally:
             await guard.limiter.close()
-            if isinstance(committer, WriterProcess):
-                committer.stop()  # on the loop: it owns the pipes' readers
-            else:
-                await run_in_threadpool(committer.stop)
+            await committer.close()
             if owns_engine:
                 engine.dispose()
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
-from ..committer import GroupCommitter
+from ..committer import Committer
 from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
-from ..writer import WriterProcess
 from .responses import Receive, Scope, Send, send_json
 
 log = logging.getLogger("clerk_sync.delivery")
@@ -45,9 +44,7 @@ class ClientGone(Exception):
 class WebhookEndpoint:
     """The webhook route: an ASGI handler holding its collaborators."""
 
-    def __init__(
-        self, verifier: Verifier, committer: GroupCommitter | WriterProcess, max_body: int
-    ) -> None:
+    def __init__(self, verifier: Verifier, committer: Committer, max_body: int) -> None:
         self.verifier = verifier
         self.committer = committer
         self.max_body = max_body
