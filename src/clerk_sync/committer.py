@@ -122,7 +122,11 @@ class GroupCommitter:
             nonlocal stopping
             if stopping:
                 return None
-            first = self._queue.get()
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                self.receiver.idle()
+                first = self._queue.get()
             if first is None:
                 return None
             jobs = [first]

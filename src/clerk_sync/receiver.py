@@ -43,12 +43,13 @@ from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
 from .events import Status, decode_envelope
 from .hooks import ChangeEvent, InTransactionHook, InTransactionHooks, UserDeletedHook
 from .store import Tables, writes
-from .store.engine import WRITE_OPTIONS
+from .store.engine import WRITE_OPTIONS, checkpoint, is_sqlite
 
 log = logging.getLogger("clerk_sync.receiver")
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 _RETRIES = 3
+_CHECKPOINT_EVERY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,8 @@ class Receiver:
         self.tables = tables if tables is not None else default_tables()
         self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction)
         self._clock = clock
+        self._erased_at: float | None = None
+        self._checkpointed_at = float("-inf")
 
     def receive(self, delivery: Delivery) -> Outcome:
         """Record and apply one delivery; raises :class:`StoreUnavailable` when it could not."""
@@ -145,6 +148,29 @@ class Receiver:
         """
         now_ms = int(self._clock() * 1000)
         prepared = [self._prepare(d, now_ms) for d in deliveries]
+        results = self._commit_all(prepared)
+        if any(_erases(p) for p in prepared):
+            self._erased_at = time.monotonic()
+            self.idle(throttled=True)
+        return results
+
+    def idle(self, *, throttled: bool = False) -> None:
+        """Let SQLite copy erased pages out of its write-ahead log now that nothing waits: until
+        a checkpoint the WAL file still holds the page images a deleted user's data was in.
+        Writers call this when their queue is empty; after a batch that erased, it runs at
+        most once a second (``throttled``) so a stream of deletes does not checkpoint on every
+        batch."""
+        if self._erased_at is None or not is_sqlite(self.engine):
+            return
+        now = time.monotonic()
+        if throttled and now - self._checkpointed_at < _CHECKPOINT_EVERY:
+            return
+        self._erased_at = None
+        self._checkpointed_at = now
+        if not checkpoint(self.engine):
+            self._erased_at = now  # readers held it back: try again when next idle
+
+    def _commit_all(self, prepared: Sequence[_Prepared]) -> list[Outcome | StoreUnavailable]:
         if len(prepared) > 1:
             try:
                 return list(self._commit(prepared))
@@ -369,6 +395,13 @@ def _steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> 
     if w.kind.personal:
         steps.append((stmts.erase, {"b_user": w.id}))
     return steps
+
+
+def _erases(p: _Prepared) -> bool:
+    """Whether the delivery deletes an object with personal data (a user)."""
+    return p.plan is not None and any(
+        isinstance(w, Delete) and w.kind.personal for w in p.plan.writes
+    )
 
 
 def _applied(plan: Plan | None, results: list[list[Any]]) -> bool:

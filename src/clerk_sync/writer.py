@@ -331,6 +331,7 @@ def serve_pipe(
     write_fd: int,
     *,
     max_batch: int,
+    idle: Callable[[], None] = lambda: None,
 ) -> None:
     """Read deliveries until end-of-file, commit them in batches, answer each after its commit.
 
@@ -349,6 +350,7 @@ def serve_pipe(
         if not open_ and not pending:
             return None
         if open_ and not pending:
+            idle()
             select.select([read_fd], [], [])
         while open_:
             try:
@@ -425,6 +427,7 @@ def main(argv: list[str]) -> None:
             read_fd,
             write_fd,
             max_batch=config.max_batch,
+            idle=receiver.idle,
         )
     finally:
         engine.dispose()

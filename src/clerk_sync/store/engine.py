@@ -75,6 +75,23 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def checkpoint(engine: Engine) -> bool:
+    """Copy SQLite's write-ahead log into the database file and truncate it; whether it
+    completed. Readers on an older snapshot hold it back: then it gives up after 100 ms rather
+    than stall the writer."""
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=100")
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+    return not busy
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
