@@ -1,4 +1,5 @@
-"""Decoding Clerk events: the envelope, then ``data`` as a user or a deleted object."""
+"""Decoding Clerk events: the envelope, then ``data`` as a user or a deleted object
+(:func:`clerk_sync.entities.kind.decode` with the kind's model)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,11 @@ import orjson
 import pytest
 
 from clerk_sync.devtools import encode, user_event, user_object
+from clerk_sync.entities.kind import DeletedObject, decode
+from clerk_sync.entities.users import UserData
 from clerk_sync.errors import InvalidPayload
-from clerk_sync.events import (
-    DeletedObject,
-    Envelope,
-    UserData,
-    decode_deleted,
-    decode_envelope,
-    decode_user,
-)
+from clerk_sync.events import Envelope, decode_envelope, event_ms
+from clerk_sync.events.envelope import MAX_MS
 from tests.conftest import load_fixture
 
 USER_FIXTURES = [
@@ -36,6 +33,18 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 def envelope_of(name: str) -> Envelope:
     return decode_envelope(load_fixture(name))
+
+
+def decode_user(data: dict[str, Any]) -> UserData:
+    user = decode(UserData, data)
+    assert isinstance(user, UserData)
+    return user
+
+
+def decode_deleted(data: dict[str, Any]) -> DeletedObject:
+    deleted = decode(DeletedObject, data)
+    assert isinstance(deleted, DeletedObject)
+    return deleted
 
 
 def decode_user_body(body: bytes) -> UserData:
@@ -78,12 +87,10 @@ def test_captured_deleted_payloads_decode(name: str) -> None:
     envelope = envelope_of(name)
     assert envelope.type == "user.deleted"
     deleted = decode_deleted(envelope.data)
-    assert deleted == DeletedObject(
-        id=raw["data"]["id"],
-        deleted=True,
-        object="user",
-        external_id=raw["data"].get("external_id"),
-    )
+    assert deleted == DeletedObject(id=raw["data"]["id"], deleted=True, object="user")
+    assert (deleted.updated_at, deleted.created_at) == (None, None)  # a stub has no times
+    # ``external_id`` is not modelled any more; it stays in the raw data beside.
+    assert envelope.data.get("external_id") == raw["data"].get("external_id")
 
 
 def test_capture_whose_verification_lacks_object_decodes() -> None:
@@ -168,7 +175,7 @@ def test_minimal_user_defaults() -> None:
 
 def test_minimal_deleted_defaults() -> None:
     assert decode_deleted({"id": "user_gone"}) == DeletedObject(
-        id="user_gone", deleted=True, object=None, external_id=None
+        id="user_gone", deleted=True, object=None
     )
 
 
@@ -304,3 +311,165 @@ def test_names_with_emoji_and_right_to_left_text_survive(first: str, last: str) 
     for body in (encode(event), json.dumps(event, ensure_ascii=True).encode()):
         user = decode_user_body(body)
         assert (user.first_name, user.last_name) == (first, last)
+
+
+# --- times: milliseconds, or seconds below 10^12; bounded ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "ms"),
+    [
+        (1_716_883_200, 1_716_883_200_000),  # Clerk's OpenAPI examples: seconds
+        (0, 0),
+        (999_999_999_999, 999_999_999_999_000),
+        (1_000_000_000_000, 1_000_000_000_000),
+        (1_744_400_000_021, 1_744_400_000_021),
+        (MAX_MS - 1, MAX_MS - 1),
+        (None, None),
+    ],
+)
+def test_timestamp_ms_reads_small_values_as_seconds(timestamp: int | None, ms: int | None) -> None:
+    event: dict[str, Any] = {"type": "user.deleted", "data": {"id": "user_1"}}
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+    envelope = decode_envelope(orjson.dumps(event))
+    assert envelope.timestamp == timestamp  # kept as sent
+    assert envelope.timestamp_ms == ms
+    assert event_ms(timestamp) == ms
+
+
+@pytest.mark.parametrize("name", [*USER_FIXTURES, *DELETED_FIXTURES])
+def test_captured_timestamps_are_milliseconds(name: str) -> None:
+    envelope = envelope_of(name)
+    assert envelope.timestamp_ms == fixture_json(name)["timestamp"] >= 10**12
+
+
+@pytest.mark.parametrize("timestamp", [MAX_MS, 2**63, 2**64 + 5, -1, -(2**63)])
+def test_timestamp_out_of_range_is_payload_invalid(timestamp: int) -> None:
+    body = b'{"type": "user.deleted", "data": {"id": "user_1"}, "timestamp": %d}' % timestamp
+    with pytest.raises(InvalidPayload) as exc:
+        decode_envelope(body)
+    detail = assert_invalid(exc)
+    assert detail.startswith("The event does not have the shape Clerk sends: timestamp: ")
+
+
+@pytest.mark.parametrize("value", [MAX_MS, 2**63, -1, -1_744_400_000_000])
+@pytest.mark.parametrize("field", ["updated_at", "created_at", "last_sign_in_at"])
+def test_user_times_out_of_range_are_payload_invalid(field: str, value: int) -> None:
+    data = user_object(updated_at=1_744_400_000_000) | {field: value}
+    with pytest.raises(InvalidPayload) as exc:
+        decode_user(data)
+    assert assert_invalid(exc).startswith(
+        f"The event does not have the shape Clerk sends: data.{field}: "
+    )
+
+
+@pytest.mark.parametrize("value", [MAX_MS, -1])
+def test_deleted_object_times_out_of_range_are_payload_invalid(value: int) -> None:
+    with pytest.raises(InvalidPayload) as exc:
+        decode_deleted({"id": "orgmem_1", "deleted": True, "updated_at": value})
+    assert "data.updated_at: " in assert_invalid(exc)
+
+
+def test_the_largest_accepted_time_decodes() -> None:
+    user = decode_user(user_object(updated_at=MAX_MS - 1, created_at=0))
+    assert (user.updated_at, user.created_at) == (MAX_MS - 1, 0)
+
+
+# --- the user whose personal data a body holds ----------------------------------------------
+
+USER_ID = "user_2vX11zP8kQm3TbR6wYcN0dLe5Hs"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "named"),
+    [
+        ("user.created", {"object": "user", "id": USER_ID, "updated_at": 1}, USER_ID),
+        ("user.deleted", {"object": "user", "id": USER_ID, "deleted": True}, USER_ID),
+        (
+            "session.created",
+            {"object": "session", "id": "sess_1", "user_id": USER_ID, "user": {"id": "x"}},
+            USER_ID,
+        ),
+        ("session.ended", {"object": "session", "id": "sess_1", "user": {"id": USER_ID}}, USER_ID),
+        (
+            "organizationMembership.created",
+            {
+                "object": "organization_membership",
+                "id": "orgmem_1",
+                "organization": {"id": "org_1", "created_by": "user_creator"},
+                "public_user_data": {"user_id": USER_ID},
+            },
+            USER_ID,
+        ),
+        (
+            "email.created",
+            {"object": "email", "id": "ema_1", "user_id": USER_ID, "to_email_address": "a@b.c"},
+            USER_ID,
+        ),
+        ("sms.created", {"object": "sms_message", "id": "sms_1", "user_id": USER_ID}, USER_ID),
+        (
+            "organization.created",
+            {"object": "organization", "id": "org_1", "created_by": USER_ID},
+            USER_ID,
+        ),
+        (
+            "organizationInvitation.accepted",
+            {"object": "organization_invitation", "id": "orginv_1", "user_id": USER_ID},
+            USER_ID,
+        ),
+        (
+            "waitlistEntry.created",
+            {"object": "waitlist_entry", "id": "wle_1", "email_address": "a@example.com"},
+            None,
+        ),
+        ("organization.deleted", {"object": "organization", "id": "org_1", "deleted": True}, None),
+        ("role.created", {"object": "role", "id": "role_1", "key": "org:x"}, None),
+        ("user.created", {"object": "user", "id": ""}, None),
+        ("session.created", {"object": "session", "id": "s", "user_id": ""}, None),
+        ("session.created", {"object": "session", "id": "s", "user_id": 7}, None),
+    ],
+)
+def test_named_user_id(event_type: str, data: dict[str, Any], named: str | None) -> None:
+    envelope = decode_envelope(orjson.dumps({"type": event_type, "data": data}))
+    assert envelope.named_user_id == named
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "user.created.json",
+        "user.updated.json",
+        "user.deleted.json",
+        "session.created.json",
+        "session.ended.json",
+        "organizationMembership.created.json",
+        "organizationMembership.updated.json",
+        "organizationMembership.deleted.json",
+        "organization.created.json",
+        "organization.updated.json",
+    ],
+)
+def test_example_payloads_name_ada(name: str) -> None:
+    assert envelope_of(name).named_user_id == USER_ID
+
+
+def test_example_payloads_naming_other_users_or_none() -> None:
+    assert envelope_of("organizationInvitation.accepted.json").named_user_id == (
+        "user_38MqVc3Fexample0Q7PewRxW0b"
+    )
+    assert envelope_of("waitlistEntry.created.json").named_user_id is None
+    assert envelope_of("organization.deleted.json").named_user_id is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: named_user_id trusts data.object, not the event type: a user.* body "
+    "without 'object' (accepted: only id and updated_at are required) names nobody, so its "
+    "log row has user_id NULL and user.deleted does not erase it",
+)
+@pytest.mark.parametrize("event_type", ["user.created", "user.updated", "user.deleted"])
+def test_a_user_body_without_object_still_names_its_user(event_type: str) -> None:
+    data = {"id": USER_ID, "updated_at": 1_744_400_000_000, "first_name": "Ada"}
+    envelope = decode_envelope(orjson.dumps({"type": event_type, "data": data}))
+    assert envelope.named_user_id == USER_ID
