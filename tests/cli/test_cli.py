@@ -19,14 +19,29 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from clerk_sync.cli.common import ms_to_text
 from clerk_sync.config import normalize_database_url
 from clerk_sync.devtools import deleted_user_event, encode, new_msg_id, user_event, user_object
 from clerk_sync.receiver import Delivery, Receiver
 from clerk_sync.store import make_engine, upgrade
 from clerk_sync.store.migrate import VERSION_TABLE, head_revision
-from tests.helpers.tables import EVENT_STATUSES
-from tests.conftest import PG_ADMIN_URL, SECRET
+from tests.conftest import PG_ADMIN_URL, SECRET, USER_KEYS, migrated_sqlite
 from tests.e2e.server import CliResult, clean_env, free_port, run_cli, run_cli_many
+from tests.helpers.instance import (
+    MEMBERSHIP_KEYS,
+    ODD_ORG_ID,
+    ODD_SESSION_ID,
+    ODD_USER_ID,
+    ORGANIZATION_KEYS,
+    SESSION_KEYS,
+    Instance,
+    build_instance,
+    expected_membership,
+    expected_organization,
+    expected_session,
+    shown,
+)
+from tests.helpers.tables import EVENT_STATUSES
 
 UNKNOWN_REVISION = "ffffffffffff"
 
@@ -245,3 +260,178 @@ def test_serve_refuses_an_unknown_schema_revision(
             conn.execute(
                 text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": head_revision()}
             )
+
+
+def _seed_instance(engine: Engine) -> Instance:
+    """The instance of ``tests.helpers.instance``, applied through the receiver."""
+    instance = build_instance()
+    receiver = Receiver(engine)
+    for event in instance.events():
+        outcome = receiver.receive(Delivery(new_msg_id(), encode(event)))
+        assert outcome.status == "processed", outcome
+    return instance
+
+
+def _run_named(jobs: dict[str, list[str]], env: dict[str, str], cwd: Path) -> dict[str, CliResult]:
+    results = run_cli_many([(args, env) for args in jobs.values()], cwd=cwd)
+    return dict(zip(jobs, results, strict=True))
+
+
+def test_orgs_members_sessions_and_user_search_json(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """The new commands' ``--json`` on both databases: the values as Clerk sent them."""
+    instance = _seed_instance(engine)
+    orgs, users = instance.organizations, instance.users
+    acme, alice, bob = orgs["acme"], users["alice"], users["bob"]
+    results = _run_named(
+        {
+            "orgs": ["orgs", "list", "--json"],
+            "acme": ["orgs", "show", acme["id"], "--json"],
+            "acme_members": ["members", "list", "--org", acme["id"], "--json"],
+            "alice_members": ["members", "list", "--user", alice["id"], "--json"],
+            "alice_sessions": ["sessions", "list", "--user", alice["id"], "--json"],
+            "by_email": ["users", "list", "--email", "bob@example.com", "--json"],
+            "by_query": ["users", "list", "--query", "LIDDELL", "--json"],
+            "both": ["users", "list", "--email", "bob@example.com", "--query", "alice", "--json"],
+        },
+        _env(db_url),
+        tmp_path,
+    )
+
+    listed = _json(results["orgs"])
+    assert sorted(o["id"] for o in listed) == sorted(o["id"] for o in orgs.values())
+    by_id = {o["id"]: o for o in listed}
+    for org in orgs.values():
+        assert shown(by_id[org["id"]], ORGANIZATION_KEYS) == expected_organization(org)
+    one = _json(results["acme"])
+    assert one == by_id[acme["id"]]
+    assert (one["name"], one["members_count"], one["public_metadata"]) == (
+        "Acme Corp",
+        3,
+        {"tier": "gold"},
+    )
+
+    memberships = {m["id"]: m for m in instance.memberships.values()}
+    acme_members = _json(results["acme_members"])
+    assert [m["id"] for m in acme_members] == instance.memberships_of(org="acme")
+    for row in acme_members:
+        assert shown(row, MEMBERSHIP_KEYS) == expected_membership(memberships[row["id"]])
+    alice_members = _json(results["alice_members"])
+    assert [m["id"] for m in alice_members] == instance.memberships_of(user="alice")
+    assert {m["organization_id"]: m["role"] for m in alice_members} == {
+        acme["id"]: "org:admin",
+        orgs["globex"]["id"]: "org:member",
+    }
+
+    alice_sessions = _json(results["alice_sessions"])
+    assert [s["id"] for s in alice_sessions] == instance.sessions_of("alice")
+    sessions = {s["id"]: s for s in instance.sessions.values()}
+    for row in alice_sessions:  # Clerk's millisecond epochs, unchanged
+        assert shown(row, SESSION_KEYS) == expected_session(sessions[row["id"]])
+
+    assert [u["id"] for u in _json(results["by_email"])] == [bob["id"]]
+    found = _json(results["by_query"])
+    assert [u["id"] for u in found] == [alice["id"]]
+    assert set(found[0]) >= USER_KEYS
+    assert _json(results["both"]) == []  # both must match
+
+
+def test_orgs_members_sessions_and_user_search_text(tmp_path: Path) -> None:
+    """The same commands' tables (and the odd cases) once, on SQLite: rendering does not
+    depend on the database."""
+    url = migrated_sqlite(tmp_path / "clerk_sync.db")
+    engine = make_engine(url)
+    try:
+        instance = _seed_instance(engine)
+    finally:
+        engine.dispose()
+    orgs, users, sessions = instance.organizations, instance.users, instance.sessions
+    acme, alice, bob = orgs["acme"], users["alice"], users["bob"]
+    results = _run_named(
+        {
+            "orgs": ["orgs", "list"],
+            "acme": ["orgs", "show", acme["id"]],
+            "odd_org": ["orgs", "show", ODD_ORG_ID, "--json"],
+            "no_org": ["orgs", "show", "org_missing"],
+            "acme_members": ["members", "list", "--org", acme["id"]],
+            "initech_members": ["members", "list", "--org", orgs["initech"]["id"], "--json"],
+            "alice_sessions": ["sessions", "list", "--user", alice["id"]],
+            "odd_sessions": ["sessions", "list", "--user", ODD_USER_ID, "--json"],
+            "by_both": ["users", "list", "--email", "bob@example.com", "--query", "BUILD"],
+        },
+        _env(url),
+        tmp_path,
+    )
+
+    listing = results["orgs"]
+    assert listing.returncode == 0, str(listing)
+    for org in orgs.values():
+        assert org["id"] in listing.stdout
+        assert org["name"] in listing.stdout
+    assert f"{len(orgs)} organization(s)" in listing.stdout
+    shown_acme = results["acme"]
+    assert shown_acme.returncode == 0, str(shown_acme)
+    for value in (acme["id"], "Acme Corp", "acme-corp", alice["id"], '{"tier":"gold"}'):
+        assert value in shown_acme.stdout, value
+    assert ms_to_text(acme["created_at"]) in shown_acme.stdout  # a Clerk time, in UTC
+    assert _json(results["odd_org"])["id"] == ODD_ORG_ID
+    missing = results["no_org"]
+    assert missing.returncode != 0, str(missing)
+    line = _one_clean_line(missing)
+    assert "No organization" in line
+    assert "org_missing" in line
+
+    members = results["acme_members"]
+    assert members.returncode == 0, str(members)
+    for membership_id in instance.memberships_of(org="acme"):
+        assert membership_id in members.stdout
+    assert bob["id"] in members.stdout
+    assert "org:admin" in members.stdout
+    assert "3 membership(s)" in members.stdout
+    assert _json(results["initech_members"]) == []
+
+    listed_sessions = results["alice_sessions"]
+    assert listed_sessions.returncode == 0, str(listed_sessions)
+    first = sessions["alice-1"]
+    for session_id in instance.sessions_of("alice"):
+        assert session_id in listed_sessions.stdout
+    assert "active" in listed_sessions.stdout
+    assert ms_to_text(first["last_active_at"]) in listed_sessions.stdout
+    assert ms_to_text(first["expire_at"]) in listed_sessions.stdout
+    assert "2 session(s)" in listed_sessions.stdout
+    assert [s["id"] for s in _json(results["odd_sessions"])] == [ODD_SESSION_ID]
+
+    both = results["by_both"]
+    assert both.returncode == 0, str(both)
+    assert bob["id"] in both.stdout
+    assert "bob@example.com" in both.stdout
+    assert alice["id"] not in both.stdout
+    assert "1 user(s)" in both.stdout
+
+
+def test_members_and_sessions_refuse_bad_selections(tmp_path: Path) -> None:
+    """Exactly one of --org and --user; --user is required for sessions. Refused before the
+    database is opened (the file is never created)."""
+    never = tmp_path / "never_created.db"
+    env = _env(f"sqlite:///{never}")
+    neither, both, empty, no_user = run_cli_many(
+        [
+            (["members", "list"], env),
+            (["members", "list", "--org", "org_x", "--user", "user_x", "--json"], env),
+            (["members", "list", "--org", ""], env),
+            (["sessions", "list", "--json"], env),
+        ],
+        cwd=tmp_path,
+    )
+    for result in (neither, both, empty):
+        assert result.returncode != 0, str(result)
+        line = _one_clean_line(result)
+        assert "invalid_parameter" in line
+        assert "--org" in line
+        assert "--user" in line
+    assert no_user.returncode == 2, str(no_user)
+    assert "--user" in no_user.stderr
+    assert "Traceback" not in no_user.stderr
+    assert no_user.stdout == ""
+    assert not never.exists()

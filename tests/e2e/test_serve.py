@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
-from tests.helpers.tables import events_table, tombstones_table, users_table
 from tests.conftest import OTHER_SECRET, SECRET, USER_KEYS, signed
 from tests.e2e.server import ServerProcess
+from tests.helpers.tables import events_table, tombstones_table, users_table
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 FIVE_MIB = 5 * 1024 * 1024
