@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from clerk_sync import metadata
 from clerk_sync.config import normalize_database_url
 from clerk_sync.devtools import encode, sign_headers
 from clerk_sync.receiver import Delivery, Outcome, Receiver
 from clerk_sync.store import make_engine, upgrade
-from clerk_sync import metadata
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_plJ3nmyCDGBKInavdOK15jslJ3nmyCDGBK"

@@ -34,10 +34,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, String
 from sqlalchemy.exc import DBAPIError
 
-from .entities import Delete, Plan, Upsert, Write, children, route, tables
+from .entities import Delete, Kind, Plan, Upsert, Write, children, route, scrubbed_by, tables
 from .entities import kind as kinds
 from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
 from .events import Status, decode_envelope
@@ -130,6 +130,11 @@ class Receiver:
         self.tables = tables if tables is not None else default_tables()
         self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction)
         self._clock = clock
+        self._log_lengths = {
+            c.name: c.type.length
+            for c in self.tables.events.columns
+            if isinstance(c.type, String) and c.type.length is not None
+        }
         self._erased_at: float | None = None
         self._checkpointed_at = float("-inf")
 
@@ -200,23 +205,43 @@ class Receiver:
             return _Prepared(
                 delivery, received, None, None, None, None, Status.FAILED, exc.detail, exc.code
             )
+        fit = self._fit
         common = (
             delivery,
             received,
-            envelope.type,
-            envelope.subject_id,
-            envelope.named_user_id,
+            fit("type", envelope.type),
+            fit("subject_id", envelope.subject_id),
+            fit("user_id", envelope.named_user_id),
             envelope.timestamp_ms,
         )
         routed = route(envelope.type)
         if routed is None:
-            return _Prepared(*common, Status.IGNORED, f"clerk-sync does not sync {envelope.type!r}")
+            return _Prepared(*common, Status.IGNORED, f"clerk-sync does not sync {common[2]!r}")
         kind, action = routed
+        if b"\\u0000" in delivery.body:
+            return _Prepared(
+                *common,
+                Status.FAILED,
+                "The event holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+                "it can never be applied.",
+                InvalidPayload.code,
+            )
         try:
             plan = kinds.plan(kind, envelope, action, received)
         except InvalidPayload as exc:
             return _Prepared(*common, Status.FAILED, exc.detail, exc.code)
         return _Prepared(*common, Status.PROCESSED, plan=plan, data=envelope.data)
+
+    def _fit(self, column: str, value: str | None) -> str | None:
+        """A value as the log can hold it: NUL (PostgreSQL refuses it in text) replaced, cut to
+        the column's length. The log row is the record of what came; the object's own table
+        gets nothing that does not fit (see :func:`kinds.upsert`)."""
+        if value is None:
+            return None
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        limit = self._log_lengths.get(column)
+        return value[:limit] if limit is not None and len(value) > limit else value
 
     def _commit(self, prepared: Sequence[_Prepared]) -> list[Outcome]:
         for attempt in range(_RETRIES + 1):
@@ -244,18 +269,19 @@ class Receiver:
         final: dict[str, Status] = {}  # svix id → status, for a duplicate within the batch
         outcomes: list[Outcome] = []
         run: list[_Prepared] = []
+        owned: set[str] = set()  # the objects the run's deliveries are about
         for p in prepared:
             hooks = self.hooks.matching(p.event_type) if p.plan and p.event_type else ()
             if not hooks:
-                if p.plan is not None and isinstance(p.plan.writes[0], Delete):
-                    # A delete starts a run: the questions asked of the run's refused upserts
-                    # must not see a tombstone that came after them.
+                if p.plan is not None and _starts_run(p.plan, owned):
                     outcomes += self._apply_run(conn, stmts, run, now_ms, final)
-                    run = []
+                    run, owned = [], set()
                 run.append(p)
+                if p.plan is not None:
+                    owned.add(_key(p.plan.writes[0]))
                 continue
             outcomes += self._apply_run(conn, stmts, run, now_ms, final)
-            run = []
+            run, owned = [], set()
             outcomes += self._apply_hooked(conn, stmts, p, hooks, now_ms, final)
         outcomes += self._apply_run(conn, stmts, run, now_ms, final)
         return outcomes
@@ -320,7 +346,7 @@ class Receiver:
             assert r.item.plan is not None
             own = r.item.plan.writes[0]
             assert isinstance(own, Upsert)
-            entity = stmts.entity(own.kind.name, own.kind.parents)
+            entity = _statements_of(stmts, own.kind)
             questions.append((entity.why, {"id": own.id, **_parent_values(own)}))
         replies = iter(writes.run(conn, questions))
         reasons = {id(r): _stale_reason(r, next(replies)[0]) for r in refused}
@@ -362,9 +388,16 @@ class Receiver:
                 "delivery_count": 1,
                 "status": p.status.value,
                 "error": p.reason,
-                "payload": d.body.decode("utf-8", errors="replace"),
+                "payload": _text(d.body),
             },
         )
+
+
+def _text(body: bytes) -> str:
+    """The body as the log's text column holds it (a raw NUL only occurs in a body that is not
+    JSON, and PostgreSQL cannot store it)."""
+    text = body.decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def default_tables() -> Tables:
@@ -382,19 +415,37 @@ def _write_steps(stmts: writes.Statements, p: _Prepared, now_ms: int) -> list[wr
 
 
 def _steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> list[writes.Step]:
-    entity = stmts.entity(w.kind.name, w.kind.parents)
+    entity = _statements_of(stmts, w.kind)
     if isinstance(w, Upsert):
         return [(entity.upsert, entity.upsert_values(w.row, now_ms, svix_id))]
     steps: list[writes.Step] = [
         (stmts.tombstone, {"kind": w.kind.name, "id": w.id, "deleted_at": w.deleted_at})
     ]
     for child, column in children(w.kind):
-        child_stmts = stmts.entity(child.name, child.parents)
-        steps.append((child_stmts.cascades[column], {"b_parent": w.id}))
+        steps.append((_statements_of(stmts, child).cascades[column], {"b_parent": w.id}))
+    for other, column in scrubbed_by(w.kind):
+        steps.append((_statements_of(stmts, other).scrubs[column], {"b_parent": w.id}))
     steps.append((entity.delete, {"id": w.id}))
     if w.kind.personal:
         steps.append((stmts.erase, {"b_user": w.id}))
     return steps
+
+
+def _statements_of(stmts: writes.Statements, kind: Kind) -> writes.EntityStatements:
+    return stmts.entity(kind.name, kind.parents, kind.scrubs)
+
+
+def _key(w: Write) -> str:
+    return f"{w.kind.name}:{w.id}"
+
+
+def _starts_run(plan: Plan, owned: set[str]) -> bool:
+    """Whether a delivery must wait for the run before it: the questions asked about a run's
+    refused upserts (why: a tombstone, a newer version) are answered after the whole run, so
+    no later delivery in it may delete anything or write an object an earlier one is about."""
+    if isinstance(plan.writes[0], Delete):
+        return True
+    return any(_key(w) in owned for w in plan.writes)
 
 
 def _erases(p: _Prepared) -> bool:

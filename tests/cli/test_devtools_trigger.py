@@ -16,7 +16,6 @@ from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import fixture_types, new_id
 from clerk_sync.devtools.catalog import persona
-from tests.helpers.tables import events_table, tombstones_table, users_table
 from clerk_sync.entities import handled_types
 from clerk_sync.web import WEBHOOK_PATH
 from tests.cli.devtools_support import (
@@ -27,6 +26,7 @@ from tests.cli.devtools_support import (
 )
 from tests.conftest import FIXTURES, SECRET, load_fixture
 from tests.e2e.server import CliResult, ServerProcess, free_port, run_cli_many
+from tests.helpers.tables import events_table, tombstones_table, users_table
 
 ANSWER = re.compile(r"^(✓|✗) (\d{3}) (\S+) (\S+) (msg_\S+)(?: \(([^)]*)\))? (.*)$")
 CAPTURED_USER = "user_2vX11zP8kQm3TbR6wYcN0dLe5Hs"  # the id in tests/fixtures/user.*.json

@@ -96,13 +96,6 @@ def test_a_database_schema_holds_every_table(empty_engine: Engine, in_schema: Na
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: NAMING_CONVENTION's ix_%(column_0_label)s puts the schema into the "
-    "models' index names (ix_clerk_sync_test_schema_users_email) while the migrations "
-    "create ix_users_email",
-)
 def test_migrations_create_exactly_the_models_in_a_schema(
     empty_engine: Engine, in_schema: Naming
 ) -> None:

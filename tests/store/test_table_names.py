@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 
-from clerk_sync import ConfigError, Naming, SchemaError, Settings, StoreUnavailable, tables
+from clerk_sync import ConfigError, Naming, SchemaError, Settings, tables
 from clerk_sync.store import ensure_schema, migrate, schema_state, upgrade
 from tests.conftest import SECRET
 from tests.e2e.server import CliResult, clean_env, free_port, run_cli, run_cli_many
@@ -88,13 +88,6 @@ def test_a_database_schema_avoids_a_taken_name(empty_engine: Engine) -> None:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{naming.schema}" CASCADE'))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreUnavailable,
-    reason="src bug: the names-free check runs only on an empty database, so 0001 → 0002 "
-    "meets the application's `sessions` in CREATE TABLE and reports StoreUnavailable "
-    "('did not answer … a retry would finish', exit 4), a transient error for a permanent cause",
-)
 def test_a_name_0002_needs_that_is_taken_is_refused_by_name(empty_engine: Engine) -> None:
     """A deployment at 0001 whose database also holds the application's ``sessions``."""
     with empty_engine.begin() as conn:

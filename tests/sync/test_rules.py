@@ -91,9 +91,7 @@ def test_equal_version_is_not_applied_twice(receive: Receive, observer: Engine) 
     assert user_row(observer, user["id"])["first_name"] == "Ada"  # type: ignore[index]
 
 
-def test_a_tie_goes_to_the_later_action_in_any_order(
-    receive: Receive, observer: Engine
-) -> None:
+def test_a_tie_goes_to_the_later_action_in_any_order(receive: Receive, observer: Engine) -> None:
     """Same ``updated_at``: ``.updated`` outranks ``.created``, so the result is the same
     whichever arrives first."""
     user = user_object(updated_at=5_000)

@@ -187,12 +187,6 @@ def test_an_event_type_of_another_kind_is_refused(
     assert "clerk_sync_probe" not in reg._KINDS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry docstring: 'a second kind for one event prefix ... fails loudly at import'; "
-    "register() only refuses overlapping event types, so a second kind on prefix 'user' with "
-    "new actions is accepted",
-)
 def test_a_second_kind_for_one_event_prefix_is_refused(
     registering: Callable[[Kind], Kind],
 ) -> None:

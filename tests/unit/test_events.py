@@ -462,12 +462,6 @@ def test_example_payloads_naming_other_users_or_none() -> None:
     assert envelope_of("organization.deleted.json").named_user_id is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: named_user_id trusts data.object, not the event type: a user.* body "
-    "without 'object' (accepted: only id and updated_at are required) names nobody, so its "
-    "log row has user_id NULL and user.deleted does not erase it",
-)
 @pytest.mark.parametrize("event_type", ["user.created", "user.updated", "user.deleted"])
 def test_a_user_body_without_object_still_names_its_user(event_type: str) -> None:
     data = {"id": USER_ID, "updated_at": 1_744_400_000_000, "first_name": "Ada"}

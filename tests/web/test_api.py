@@ -407,16 +407,7 @@ def test_users_filter_by_email_and_query(api: Reader, instance: Instance) -> Non
             assert set(row) >= USER_KEYS
 
 
-def test_user_query_is_case_insensitive_beyond_ascii(
-    client: TestClient, post: Post, backend: str, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            backend == "sqlite",
-            strict=True,
-            reason="src bug: SQLite's LIKE/lower() fold ASCII only, so query=émile misses ÉMILE",
-        )
-    )
+def test_user_query_is_case_insensitive_beyond_ascii(client: TestClient, post: Post) -> None:
     user = user_object(email="emile@example.com", first_name="Émile", last_name="ZOLA")
     post(user_event("user.created", user))
     for query in ("émile", "ÉMILE", "zola"):

@@ -17,10 +17,10 @@ from starlette.testclient import TestClient
 from clerk_sync.devtools import user_event, user_object
 from clerk_sync.errors import ConfigError
 from clerk_sync.store import make_engine
-from tests.helpers.tables import events_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from clerk_sync.web.sources import PRESETS, ClientResolver, parse_address, parse_networks
 from tests.conftest import OTHER_SECRET, migrated_sqlite, signed
+from tests.helpers.tables import events_table
 
 from .conftest import ADMIN_TOKEN, make_settings
 

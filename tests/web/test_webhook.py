@@ -12,9 +12,9 @@ from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
 from clerk_sync.devtools import deleted_user_event, encode, sign_headers, user_event, user_object
-from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from tests.conftest import OTHER_SECRET, SECRET, signed
+from tests.helpers.tables import events_table, users_table
 
 from .conftest import Post, make_settings
 

@@ -20,10 +20,10 @@ from starlette.testclient import TestClient
 from clerk_sync.devtools import deleted_user_event, encode, user_event, user_object
 from clerk_sync.errors import StoreUnavailable
 from clerk_sync.receiver import Delivery
-from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from clerk_sync.writer import WriterConfig, WriterProcess, _frame, _Frames
 from tests.conftest import signed
+from tests.helpers.tables import events_table, users_table
 
 from .conftest import make_settings
 

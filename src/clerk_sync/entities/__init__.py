@@ -25,6 +25,7 @@ from .registry import (
     kinds,
     register,
     route,
+    scrubbed_by,
     tables,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "kinds",
     "register",
     "route",
+    "scrubbed_by",
     "tables",
 ]

@@ -54,6 +54,7 @@ INVITATION = register(
         deletes=(),
         implied_status={"accepted": "accepted", "revoked": "revoked"},
         parents={"organization_id": "organization", "user_id": "user"},
+        scrubs={"inviter_id": ("user", "public_inviter_data")},
         fields=(
             "id",
             "organization_id",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import String
 
 from ..errors import InvalidPayload
 from ..events import Envelope
@@ -81,6 +82,10 @@ class Kind:
     """Objects of other kinds inside ``data``, refreshed under their own version guard."""
     personal: bool = False
     """True for users: deleting one erases its personal data from every stored body."""
+    scrubs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Column → (kind it refers to, key of ``data``): when that object is deleted, rows naming
+    it here keep the row but lose that part of ``data`` (an invitation keeps its inviter's id
+    but not the inviter's name and e-mail)."""
     fields: tuple[str, ...] = ()
     """The read model: keys of the API's JSON, in order (all columns but ``data`` by default)."""
 
@@ -174,6 +179,13 @@ def upsert(
     """The upsert of one object of ``kind`` (raises :class:`InvalidPayload` if it is unusable)."""
     obj = decode(kind.model, data)
     row = kind.values(obj)
+    for name, limit in _lengths(kind).items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidPayload(
+                f"The {kind.name}'s {name} is {len(value)} characters long; its column holds "
+                f"at most {limit}, so it can never be stored."
+            )
     if action in kind.implied_status:
         row["status"] = kind.implied_status[action]
     row["id"] = obj.id
@@ -181,6 +193,21 @@ def upsert(
     v = version(obj.updated_at, fallback_ms, action)
     row["sync_version"] = v
     return Upsert(kind, obj.id, v, row, primary)
+
+
+_LENGTHS: dict[str, dict[str, int]] = {}
+
+
+def _lengths(kind: Kind) -> dict[str, int]:
+    """The queried columns that hold at most so many characters (PostgreSQL enforces it)."""
+    found = _LENGTHS.get(kind.name)
+    if found is None:
+        found = _LENGTHS[kind.name] = {
+            c.name: c.type.length
+            for c in kind.columns()
+            if isinstance(c.type, String) and c.type.length is not None
+        }
+    return found
 
 
 def plan(kind: Kind, envelope: Envelope, action: str, received_ms: int) -> Plan:

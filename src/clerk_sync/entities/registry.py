@@ -27,6 +27,9 @@ def register(kind: Kind) -> Kind:
             raise ValueError(f"{event_type!r} is not a Clerk event name like 'user.created'")
         if event_type in _ROUTES:
             raise ValueError(f"{event_type!r} already belongs to {_ROUTES[event_type][0].name!r}")
+    for other in _KINDS.values():
+        if other.events == kind.events:
+            raise ValueError(f"event prefix {kind.events!r} already belongs to {other.name!r}")
     _KINDS[kind.name] = kind
     for event_type in kind.event_types():
         _ROUTES[event_type] = (kind, event_type.split(".", 1)[1])
@@ -71,6 +74,22 @@ def _children(name: str, _registered: int) -> list[tuple[Kind, str]]:
         for child in _KINDS.values()
         for column, parent in child.parents.items()
         if parent == name
+    ]
+
+
+def scrubbed_by(kind: Kind) -> list[tuple[Kind, str]]:
+    """``(kind, column)`` for every kind whose rows name ``kind``'s objects in ``column`` and
+    lose some personal data with them (:attr:`Kind.scrubs`)."""
+    return _scrubbed_by(kind.name, len(_KINDS))
+
+
+@cache
+def _scrubbed_by(name: str, _registered: int) -> list[tuple[Kind, str]]:
+    return [
+        (other, column)
+        for other in _KINDS.values()
+        for column, (target, _) in other.scrubs.items()
+        if target == name
     ]
 
 

@@ -49,16 +49,17 @@ class Envelope(BaseModel):
     @property
     def named_user_id(self) -> str | None:
         """The user whose personal data this body holds (the user itself, a session's or a
-        membership's user, the recipient of an e-mail or SMS, an organization's creator — whose
-        IP is in ``event_attributes``): erased with that user."""
+        membership's user, the recipient of an e-mail or SMS, an organization's creator or an
+        invitation's inviter — whose IP is in ``event_attributes``): erased with that user."""
         data = self.data
-        if data.get("object") == "user":
+        if data.get("object") == "user" or self.type.startswith("user."):
             return self.subject_id
         for candidate in (
             data.get("user_id"),
             _get(data.get("public_user_data"), "user_id"),
             _get(data.get("user"), "id"),
             data.get("created_by"),
+            data.get("inviter_id"),
         ):
             if isinstance(candidate, str) and candidate:
                 return candidate

@@ -68,11 +68,18 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         # pages of the file.
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
+        # SQLite's lower() folds ASCII only; searches (`?query=`) must match "Émile" as
+        # PostgreSQL does.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get("clerk_sync_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def checkpoint(engine: Engine) -> bool:

@@ -74,8 +74,8 @@ def upgrade(engine: Engine, revision: str = "head", naming: Naming | None = None
     state = schema_state(engine, naming)
     if state == "unknown":
         raise _unknown_revision()
-    if state == "empty":
-        _check_names_free(engine, naming)
+    if state in ("empty", "outdated"):
+        _check_names_free(engine, naming, current_revision(engine, naming))
     try:
         with engine.begin() as conn:
             if naming.schema is not None and conn.dialect.name == "postgresql":
@@ -89,23 +89,34 @@ def upgrade(engine: Engine, revision: str = "head", naming: Naming | None = None
     return current_revision(engine, naming) or ""
 
 
-def _check_names_free(engine: Engine, naming: Naming) -> None:
-    """Refuse to start a schema whose table names an application already uses."""
-    from ..entities import tables
-
-    wanted = [t.name for t in tables(naming.prefix, naming.schema).metadata.tables.values()]
+def _check_names_free(engine: Engine, naming: Naming, current: str | None) -> None:
+    """Refuse to run migrations that would create a table an application already has: each
+    revision names the tables it creates (``TABLES``), so those still to come are checked."""
+    script = ScriptDirectory.from_config(alembic_config())
+    done = {rev.revision for rev in script.iterate_revisions(current, "base")} if current else set()
+    coming = [
+        naming.table(name)
+        for rev in script.walk_revisions()
+        if rev.revision not in done
+        for name in getattr(rev.module, "TABLES", ())
+    ]
     try:
         with engine.connect() as conn:
             existing = set(inspect(conn).get_table_names(schema=naming.schema))
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"The database did not answer: {exc.__class__.__name__}.") from None
-    taken = [name for name in wanted if name in existing]
+    taken = sorted(name for name in coming if name in existing)
     if taken:
         where = f" in schema {naming.schema!r}" if naming.schema else ""
+        fix = (
+            "set TABLE_PREFIX (e.g. clerk_) or, on PostgreSQL, DATABASE_SCHEMA so clerk-sync's "
+            "tables get names of their own"
+            if current is None
+            else "rename the application's table (clerk-sync's existing tables already use "
+            "these names)"
+        )
         raise SchemaError(
-            f"Table {taken[0]!r}{where} already exists and is not clerk-sync's: set "
-            "TABLE_PREFIX (e.g. clerk_) or, on PostgreSQL, DATABASE_SCHEMA so clerk-sync's "
-            "tables get names of their own.",
+            f"Table {taken[0]!r}{where} already exists and is not clerk-sync's: {fix}.",
             code="table_taken",
         )
 

@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from ..events import STATUSES
 
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
@@ -48,7 +48,10 @@ NAMING_CONVENTION = {
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 EVENT_STATUSES = STATUSES
 VERSION_TABLE = "clerk_sync_alembic_version"
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,29}")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,15}")
+"""At most 16 characters: the longest index name, ``ix_`` + prefix +
+``organization_invitations_organization_id``, stays within PostgreSQL's 63."""
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 ColumnsFactory = Callable[[], Iterable[Column[Any]]]
 """Fresh ``Column`` objects for one kind's queried columns (a column belongs to one table)."""
@@ -65,12 +68,12 @@ class Naming:
         if self.prefix and not _IDENTIFIER.fullmatch(self.prefix):
             raise ConfigError(
                 f"TABLE_PREFIX {self.prefix!r} must be lowercase letters, digits and _ "
-                "(at most 30, not starting with a digit), e.g. clerk_."
+                "(at most 16, not starting with a digit), e.g. clerk_."
             )
-        if self.schema is not None and not _IDENTIFIER.fullmatch(self.schema):
+        if self.schema is not None and not _SCHEMA.fullmatch(self.schema):
             raise ConfigError(
                 f"DATABASE_SCHEMA {self.schema!r} must be lowercase letters, digits and _ "
-                "(at most 30, not starting with a digit)."
+                "(at most 63, not starting with a digit)."
             )
 
     def table(self, name: str) -> str:

@@ -33,6 +33,8 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
+    literal,
     null,
     select,
     text,
@@ -97,6 +99,8 @@ class EntityStatements:
     delete: Compiled
     cascades: Mapping[str, Compiled]
     """Column → ``DELETE … WHERE column = :id``, one per parent kind column."""
+    scrubs: Mapping[str, Compiled]
+    """Column → ``UPDATE … SET data = data without a key WHERE column = :id``."""
 
     def upsert_values(self, row: Mapping[str, Any], synced_at: int, svix_id: str) -> dict[str, Any]:
         values = {
@@ -173,14 +177,19 @@ class Statements:
     def _compile(self, statement: Executable) -> Compiled:
         return Compiled(statement, self.dialect)
 
-    def entity(self, kind: str, parents: Mapping[str, str]) -> EntityStatements:
-        """The statements of ``kind``'s table, whose ``parents`` map column → parent kind."""
+    def entity(
+        self, kind: str, parents: Mapping[str, str], scrubs: Mapping[str, tuple[str, str]]
+    ) -> EntityStatements:
+        """The statements of ``kind``'s table, whose ``parents`` map column → parent kind and
+        ``scrubs`` column → (kind, key of ``data`` removed when that object is deleted)."""
         found = self._entities.get(kind)
         if found is None:
-            found = self._entities[kind] = self._entity(kind, parents)
+            found = self._entities[kind] = self._entity(kind, parents, scrubs)
         return found
 
-    def _entity(self, kind: str, parents: Mapping[str, str]) -> EntityStatements:
+    def _entity(
+        self, kind: str, parents: Mapping[str, str], scrubs: Mapping[str, tuple[str, str]]
+    ) -> EntityStatements:
         table = self.tables.entity(kind)
         names = [c.name for c in table.columns]
         guards = [~_tombstoned(self.tables, kind, "id")]
@@ -206,6 +215,14 @@ class Statements:
             col: self._compile(delete(table).where(table.c[col] == bindparam("b_parent")))
             for col in parents
         }
+        scrubbed = {
+            col: self._compile(
+                update(table)
+                .where(table.c[col] == bindparam("b_parent"))
+                .values(data=self._without(table, key))
+            )
+            for col, (_, key) in scrubs.items()
+        }
         return EntityStatements(
             table=table,
             json_columns=frozenset(c.name for c in table.columns if isinstance(c.type, JSON)),
@@ -213,7 +230,14 @@ class Statements:
             why=self._compile(why),
             delete=self._compile(delete(table).where(table.c.id == bindparam("id"))),
             cascades=cascades,
+            scrubs=scrubbed,
         )
+
+    def _without(self, table: Table, key: str) -> Any:
+        """``data`` without its top-level ``key``, in the dialect's JSON functions."""
+        if self.dialect.name == "postgresql":
+            return table.c.data.op("-")(literal(key))
+        return func.json_remove(table.c.data, literal(f"$.{key}"))
 
 
 @cache

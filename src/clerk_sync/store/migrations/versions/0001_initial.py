@@ -18,6 +18,9 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+TABLES = ("events", "tombstones", "users")
+"""The tables this revision creates (before ``TABLE_PREFIX``): ``migrate.py`` refuses to run it
+over an application's table of the same name."""
 
 
 def upgrade() -> None:

@@ -22,6 +22,17 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+TABLES = (
+    "organizations",
+    "organization_memberships",
+    "organization_invitations",
+    "organization_domains",
+    "roles",
+    "permissions",
+    "sessions",
+    "waitlist_entries",
+)
+"""The tables this revision creates (before ``TABLE_PREFIX``)."""
 
 _ID = sa.String(length=255)
 _NAMED_USER_TYPES = ("session.", "email.", "sms.", "organizationMembership.", "organization.")
