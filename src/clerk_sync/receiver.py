@@ -8,10 +8,14 @@ committed.
 
 Transient or permanent is decided here, and only here:
 
-* **Permanent** — the body is authentic but can never be applied (not JSON, not shaped like a
-  Clerk event, no ``data.id``, a time out of range). It is recorded with status ``failed`` and
-  its reason; the web layer answers 422 with ``webhook-delivery: abort-message``. A redelivery
-  of a ``failed`` svix id is decoded again (a newer clerk-sync may handle it).
+* **Permanent** — the body is authentic but can never be applied: not UTF-8 or not JSON, not
+  shaped like a Clerk event, no ``data.id``, a time or count out of its column's range, an id or
+  value longer than its column, a NUL character, ``data`` nested deeper than can be encoded —
+  or anything else that makes deciding it raise, since deciding is pure and would raise again.
+  It is decided before any I/O (:meth:`Receiver._prepare`), so it is that delivery's alone: it
+  is recorded with status ``failed`` and its reason while its batch neighbours commit as if it
+  were not there, and the web layer answers 422 with ``webhook-delivery: abort-message``. A
+  redelivery of a ``failed`` svix id is decoded again (a newer clerk-sync may handle it).
 * **Transient** — anything that goes wrong while talking to the database, including an
   exception from an application's in-transaction hook or a foreign key that does not cascade.
   The transaction rolls back, nothing is applied, and the caller gets :class:`StoreUnavailable`
@@ -34,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, String
 from sqlalchemy.exc import DBAPIError
 
@@ -198,6 +203,29 @@ class Receiver:
         return results
 
     def _prepare(self, delivery: Delivery, now_ms: int) -> _Prepared:
+        """Decode and decide one delivery; never raises. Deciding is pure, so an exception here
+        would happen again on every retry: it is this delivery's permanent failure (logged
+        with its traceback, as a bug to report), never its batch neighbours'."""
+        try:
+            return self._decide(delivery, now_ms)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            log.error("%s could not be decoded: %s", delivery.svix_id, _cause(exc), exc_info=exc)
+            return _Prepared(
+                delivery,
+                delivery.received_at or now_ms,
+                None,
+                None,
+                None,
+                None,
+                Status.FAILED,
+                f"clerk-sync could not decode this event ({type(exc).__name__}); it can never "
+                "be applied by this version.",
+                InvalidPayload.code,
+            )
+
+    def _decide(self, delivery: Delivery, now_ms: int) -> _Prepared:
         received = delivery.received_at or now_ms
         try:
             envelope = decode_envelope(delivery.body)
@@ -218,14 +246,9 @@ class Receiver:
         if routed is None:
             return _Prepared(*common, Status.IGNORED, f"clerk-sync does not sync {common[2]!r}")
         kind, action = routed
-        if b"\\u0000" in delivery.body:
-            return _Prepared(
-                *common,
-                Status.FAILED,
-                "The event holds a NUL character (\\u0000), which PostgreSQL cannot store; "
-                "it can never be applied.",
-                InvalidPayload.code,
-            )
+        unstorable = _unstorable(delivery.body, envelope.data)
+        if unstorable is not None:
+            return _Prepared(*common, Status.FAILED, unstorable, InvalidPayload.code)
         try:
             plan = kinds.plan(kind, envelope, action, received)
         except InvalidPayload as exc:
@@ -398,6 +421,48 @@ def _text(body: bytes) -> str:
     JSON, and PostgreSQL cannot store it)."""
     text = body.decode("utf-8", errors="replace")
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+MAX_JSON_DEPTH = 254
+"""Deepest nesting of objects and arrays in ``data`` that can be stored: orjson, which writes
+the JSON columns, refuses to encode deeper."""
+
+
+def _unstorable(body: bytes, data: dict[str, Any]) -> str | None:
+    """Why ``data`` can never be stored, if it cannot: nested deeper than the JSON encoder
+    goes, or holding a NUL character (PostgreSQL stores none, in text or in ``jsonb``). Both
+    are checked on the bytes first, so an ordinary event costs two ``count`` and one ``in``."""
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        try:
+            orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            return (
+                f"The event's data nests objects or arrays more than {MAX_JSON_DEPTH} levels "
+                "deep, which clerk-sync cannot store; it can never be applied."
+            )
+    if b"\\u0000" in body and _holds_nul(data):
+        return (
+            "The event holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+            "it can never be applied."
+        )
+    return None
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any key or string inside ``value`` holds NUL (a ``\\\\u0000`` in the body may be
+    an escaped backslash instead). Iterative: decoded JSON may be deeper than Python recurses."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def default_tables() -> Tables:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import String
+from sqlalchemy import BigInteger, Integer, SmallInteger, String
 
 from ..errors import InvalidPayload
 from ..events import Envelope
@@ -186,6 +186,13 @@ def upsert(
                 f"The {kind.name}'s {name} is {len(value)} characters long; its column holds "
                 f"at most {limit}, so it can never be stored."
             )
+    for name, (low, high) in _ranges(kind).items():
+        value = row.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+            raise InvalidPayload(
+                f"The {kind.name}'s {name} is {value}; its column holds {low} to {high}, so it "
+                "can never be stored."
+            )
     if action in kind.implied_status:
         row["status"] = kind.implied_status[action]
     row["id"] = obj.id
@@ -207,6 +214,23 @@ def _lengths(kind: Kind) -> dict[str, int]:
             for c in kind.columns()
             if isinstance(c.type, String) and c.type.length is not None
         }
+    return found
+
+
+_RANGES: dict[str, dict[str, tuple[int, int]]] = {}
+_BITS = ((BigInteger, 64), (SmallInteger, 16), (Integer, 32))  # subclasses before Integer
+
+
+def _ranges(kind: Kind) -> dict[str, tuple[int, int]]:
+    """The integer columns and the values they hold: PostgreSQL refuses anything outside (an
+    ``integer`` is 32 bits), SQLite past 64 bits. Refused on both alike."""
+    found = _RANGES.get(kind.name)
+    if found is None:
+        found = _RANGES[kind.name] = {}
+        for c in kind.columns():
+            bits = next((b for t, b in _BITS if isinstance(c.type, t)), None)
+            if bits is not None:
+                found[c.name] = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     return found
 
 
