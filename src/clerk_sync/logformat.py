@@ -10,6 +10,14 @@ Both pass everything they print through :func:`redact`: e-mail addresses are mas
 (``a***@example.com``) and anything shaped like a signing secret or a Clerk secret key is
 replaced. The code never logs either on purpose; this is the net under a payload or an exception
 message that quotes one.
+
+Logged values come from strangers (a svix id, an event type, an object id, a reason quoting a
+payload), so neither format lets one forge a line or repaint a terminal. Text passes every value
+through :func:`escape_controls`: control characters (C0, DEL, C1 — newline, carriage return,
+ANSI escapes …), the Unicode line and paragraph separators and the bidirectional overrides are
+written as ``\\n``, ``\\r``, ``\\t``, ``\\x1b`` or ``\\u202e``; a traceback's lines are
+indented, so only a record's own first line starts with a timestamp. JSON escapes them inside
+its strings (``\\u001b``), and one record is always one line.
 """
 
 from __future__ import annotations
@@ -32,6 +40,12 @@ _EMAIL = re.compile(
 )
 _SECRET = re.compile(r"\b(whsec|whsk|sk_test|sk_live)_[A-Za-z0-9+/=_-]+")
 
+_UNSAFE = "\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""DEL, C1 controls, line/paragraph separators, bidirectional marks and overrides."""
+_CONTROLS = re.compile(f"[\x00-\x1f{_UNSAFE}]")
+_JSON_UNSAFE = re.compile(f"[{_UNSAFE}]")  # orjson already escapes C0 controls
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
 _RESET = "\x1b[0m"
 _RED = "\x1b[31m"
 _GREEN = "\x1b[32m"
@@ -48,6 +62,37 @@ def redact(text: str) -> str:
     if "sk_" in text or "sec_" in text:  # every prefix _SECRET knows ends in one of these
         text = _SECRET.sub(r"\1_***", text)
     return text
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every character that could end a log line or drive a terminal written as
+    an escape (``\\n``, ``\\x1b``, ``\\u2028`` …); printable text is returned as it is."""
+    if text.isprintable():
+        return text
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _clean(text: str) -> str:
+    return escape_controls(redact(text))
+
+
+def _indented(block: str) -> str:
+    """A traceback under its record: each line escaped and indented, so none can pass for a
+    record of its own."""
+    return "".join("\n  " + escape_controls(line) for line in redact(block).split("\n"))
 
 
 def wants_colour(stream: TextIO) -> bool:
@@ -95,23 +140,23 @@ class TextFormatter(logging.Formatter):
             level = f"{_LEVEL_COLOURS[record.levelname]}{level}{_RESET}"
         line = f"{stamp} {level} {body}"
         if record.exc_info:
-            line += "\n" + redact(self.formatException(record.exc_info))
+            line += _indented(self.formatException(record.exc_info))
         if record.stack_info:
-            line += "\n" + redact(self.formatStack(record.stack_info))
+            line += _indented(self.formatStack(record.stack_info))
         return line
 
     def _plain(self, message: str) -> str:
-        return redact(message)
+        return _clean(message)
 
     def _delivery(self, fields: dict[str, Any]) -> str:
-        outcome = str(fields.get("outcome") or "-")
+        outcome = escape_controls(str(fields.get("outcome") or "-"))
         ms = fields.get("ms")
         head = " ".join(
-            redact(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
+            _clean(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
         )
         timing = f"{float(ms):.1f}ms" if isinstance(ms, int | float) else "-"
         reason = fields.get("reason")
-        tail = f" — {redact(str(reason))}" if reason else ""
+        tail = f" — {_clean(str(reason))}" if reason else ""
         if not self.colour:
             return f"{head} {outcome} {timing}{tail}"
         colour = _outcome_colour(outcome)
@@ -140,7 +185,10 @@ class JsonFormatter(logging.Formatter):
                     entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return orjson.dumps(entry, default=str).decode()
+        line = orjson.dumps(entry, default=str).decode()
+        if line.isascii() and "\x7f" not in line:
+            return line
+        return _JSON_UNSAFE.sub(_json_escape, line)
 
 
 def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:

@@ -19,6 +19,7 @@ from clerk_sync.devtools import encode, sign_headers, user_event, user_object
 from clerk_sync.logformat import (
     JsonFormatter,
     TextFormatter,
+    escape_controls,
     make_formatter,
     redact,
     wants_colour,
@@ -249,3 +250,95 @@ def test_real_deliveries_through_configure_logging(
         assert " rejected:signature_mismatch " in lines[1]
         assert " — No signature" in lines[1]
         assert lines[2].split()[3] == "a***@example.com"
+
+
+# --- no value can forge a line -----------------------------------------------------------------
+
+FORGED_LINE = "\n1999-01-01 00:00:00 INFO    msg_forged user.deleted user_admin processed 1.0ms"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("user_2vX", "user_2vX"),
+        ("é ü 中文 🙂", "é ü 中文 🙂"),
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("\x00\x07\x7f\x85\x9b", "\\x00\\x07\\x7f\\x85\\x9b"),
+        ("line\u2028sep\u2029", "line\\u2028sep\\u2029"),
+        ("abc\u202edcba\u2066", "abc\\u202edcba\\u2066"),
+    ],
+)
+def test_escape_controls(text: str, expected: str) -> None:
+    assert escape_controls(text) == expected
+
+
+CONTROL_VALUES = [FORGED_LINE, "\r\x1b[2K\x1b[1A", "\x85next", "\u2028next", "x\u202eredro"]
+
+
+@pytest.mark.parametrize("value", CONTROL_VALUES)
+@pytest.mark.parametrize("field", ["svix_id", "type", "subject_id", "reason", "outcome"])
+def test_no_logged_value_reaches_the_text_line_raw(field: str, value: str) -> None:
+    record = delivery_record(logging.WARNING, **{field: value})
+    for colour in (False, True):
+        line = TextFormatter(colour=colour).format(record)
+        assert len(line.splitlines()) == 1, line
+        assert value not in line
+        assert "\x1b[2K" not in line
+        assert "\r" not in line
+    plain = TextFormatter().format(
+        logging.LogRecord("clerk_sync.guard", logging.WARNING, __file__, 1, "x %s", (value,), None)
+    )
+    assert len(plain.splitlines()) == 1
+    assert value not in plain
+
+
+@pytest.mark.parametrize("value", CONTROL_VALUES)
+def test_no_logged_value_reaches_the_json_line_raw(value: str) -> None:
+    record = delivery_record(logging.WARNING, subject_id=value, reason=value)
+    line = JsonFormatter().format(record)
+    assert len(line.splitlines()) == 1, line
+    assert line.isprintable()
+    entry = json.loads(line)
+    assert entry["subject_id"] == value  # escaped in the line, faithful to a JSON reader
+    assert entry["reason"] == value
+
+
+def test_a_traceback_cannot_pass_for_a_record() -> None:
+    try:
+        raise ValueError(f"bad id{FORGED_LINE}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "oops", (), sys.exc_info())
+    lines = TextFormatter().format(record).splitlines()
+    assert lines[0].endswith("oops")
+    assert all(line.startswith("  ") for line in lines[1:])
+    assert any("ValueError: bad id" in line for line in lines)
+    assert any(line.strip().startswith("1999-01-01 00:00:00 INFO") for line in lines)  # indented
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_signed_newline_in_data_id_is_one_log_line(
+    log_format: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # colour too: it must not re-open what was escaped
+    configure_logging("INFO", log_format)  # type: ignore[arg-type]
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    settings = Settings(_env_file=None, clerk_webhook_secret=SECRET, database_url=url)  # type: ignore[call-arg]
+    forged_id = "user_2vX" + FORGED_LINE + "\x1b[0m"
+    body = encode(user_event("user.created", user_object(user_id=forged_id)))
+    with TestClient(create_app(settings)) as client:
+        response = client.post(WEBHOOK_PATH, content=body, headers=sign_headers(SECRET, body))
+    assert response.status_code == 200, response.text
+    delivery_lines = [line for line in stream.getvalue().splitlines() if "user_2vX" in line]
+    assert len(delivery_lines) == 1, stream.getvalue()
+    assert not [line for line in stream.getvalue().splitlines() if line.startswith("1999")]
+    if log_format == "json":
+        assert json.loads(delivery_lines[0])["subject_id"] == forged_id
+    else:
+        assert "user_2vX\\n1999-01-01" in delivery_lines[0]
