@@ -7,7 +7,8 @@ real ``limits`` memory storage, and the real Redis for the shared-budget tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -211,19 +212,84 @@ def test_verified_deliveries_are_not_throttled_by_default(
     assert logged_events(events_engine) == 150
 
 
-def test_failed_verifications_spend_a_budget_then_the_ip_gets_429(
+def test_failed_verifications_spend_a_budget_then_failures_get_429(
     sqlite_url: str, events_engine: Engine
 ) -> None:
     app = create_app(make_settings(sqlite_url, rate_limit_webhook_rejected="3/minute"))
     with TestClient(app, client=(ELSEWHERE, 1)) as attacker:
         forged = [post_signed(attacker, secret=OTHER_SECRET).status_code for _ in range(3)]
         assert forged == [401, 401, 401]
-        # The budget is spent: even a valid delivery from this address is refused unparsed.
-        assert_refused(post_signed(attacker), 429, "rate_limited")
+        # The budget is spent: what fails from this address is refused with Retry-After...
+        refused = post_signed(attacker, secret=OTHER_SECRET)
+        assert_refused(refused, 429, "rate_limited")
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert "failed verification" in refused.json()["detail"]
         assert_refused(attacker.post(WEBHOOK_PATH, content=b"x"), 429, "rate_limited")
+        # ...but a delivery that verifies is never refused by it.
+        assert post_signed(attacker).status_code == 200
     with TestClient(app, client=(SVIX_US, 1)) as clerk:
         assert post_signed(clerk).status_code == 200
-    assert logged_events(events_engine) == 1
+    assert logged_events(events_engine) == 2
+
+
+def test_forgeries_from_a_shared_svix_ip_never_keep_real_deliveries_out(
+    sqlite_url: str, events_engine: Engine
+) -> None:
+    """Svix sends every customer's webhooks from the same IPs: 60 forgeries (the default
+    budget) and more from SVIX_US, between and around real deliveries from the same address."""
+    with app_client(sqlite_url, SVIX_US) as svix:
+        forged = [post_signed(svix, secret=OTHER_SECRET).status_code for _ in range(60)]
+        assert forged == [401] * 60
+        statuses = []
+        for _ in range(20):
+            statuses.append(post_signed(svix).status_code)
+            statuses.append(post_signed(svix, secret=OTHER_SECRET).status_code)
+    assert statuses[0::2] == [200] * 20
+    assert statuses[1::2] == [429] * 20
+    assert logged_events(events_engine) == 20
+
+
+def test_verified_deliveries_give_their_unit_back(sqlite_url: str) -> None:
+    with app_client(sqlite_url, SVIX_US, rate_limit_webhook_rejected="3/minute") as svix:
+        assert {post_signed(svix).status_code for _ in range(10)} == {200}
+        forged = [post_signed(svix, secret=OTHER_SECRET).status_code for _ in range(4)]
+    assert forged == [401, 401, 401, 429]
+
+
+def test_over_budget_failures_are_not_logged_one_by_one(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO),
+        app_client(sqlite_url, SVIX_US, rate_limit_webhook_rejected="2/minute") as svix,
+    ):
+        forged = [post_signed(svix, secret=OTHER_SECRET).status_code for _ in range(30)]
+        assert post_signed(svix).status_code == 200
+    assert forged == [401, 401] + [429] * 28
+    delivery = [r for r in caplog.records if r.name == "clerk_sync.delivery"]
+    assert [r.delivery["outcome"] for r in delivery] == ["rejected:signature_mismatch"] * 2 + [
+        "processed"
+    ]
+    refusals = [r for r in caplog.records if "refused rate_limited" in r.getMessage()]
+    assert 1 <= len(refusals) <= 2  # once per reason and address every 10 s
+
+
+def _concurrently(calls: list[Callable[[], int]]) -> list[int]:
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def test_concurrent_forgeries_cannot_overdraw_the_budget(sqlite_url: str) -> None:
+    """Each request takes its unit atomically when it is admitted: 300 forgeries in flight at
+    once get exactly the budget's 60 401s, and the real deliveries among them all get 200."""
+    with app_client(sqlite_url, SVIX_US) as svix:
+        forged = [lambda: post_signed(svix, secret=OTHER_SECRET).status_code] * 300
+        real = [lambda: post_signed(svix).status_code] * 40
+        statuses = _concurrently([*forged[:150], *real, *forged[150:]])
+    failures = statuses[:150] + statuses[190:]
+    assert failures.count(401) == 60, failures
+    assert failures.count(429) == 240
+    assert statuses[150:190] == [200] * 40
 
 
 def test_a_webhook_budget_when_configured(sqlite_url: str, events_engine: Engine) -> None:
@@ -259,6 +325,31 @@ def test_replicas_share_one_budget_through_redis(sqlite_url: str, redis_url: str
         assert statuses == [200] * 4
         assert_refused(two.get("/api/users", headers=auth), 429, "rate_limited")
         assert_refused(one.get("/api/users", headers=auth), 429, "rate_limited")
+
+
+def test_replicas_share_the_budget_of_failures_through_redis(
+    sqlite_url: str, events_engine: Engine, redis_url: str
+) -> None:
+    settings = {"rate_limit_webhook_rejected": "60/minute", "redis_url": redis_url}
+    replicas = [create_app(make_settings(sqlite_url, **settings)) for _ in range(2)]
+    with (
+        TestClient(replicas[0], client=(SVIX_US, 1)) as one,
+        TestClient(replicas[1], client=(SVIX_US, 1)) as two,
+    ):
+        forged = [
+            lambda c=c: post_signed(c, secret=OTHER_SECRET).status_code for c in (one, two) * 150
+        ]
+        real = [lambda c=c: post_signed(c).status_code for c in (one, two) * 10]
+        statuses = _concurrently([*forged[:150], *real, *forged[150:]])
+        after = [post_signed(c).status_code for c in (one, two)]
+        forged_after = [post_signed(c, secret=OTHER_SECRET).status_code for c in (one, two)]
+    assert statuses[150:170] == [200] * 20
+    failures = statuses[:150] + statuses[170:]
+    assert failures.count(401) == 60, failures
+    assert failures.count(429) == 240
+    assert after == [200, 200]
+    assert forged_after == [429, 429]
+    assert logged_events(events_engine) == 22
 
 
 def test_redis_down_lets_deliveries_through_and_says_so(

@@ -130,14 +130,18 @@ class ClerkSyncApp:
         await self.routes(scope, receive, send)
 
     async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The allowlist and webhook budget may refuse before anything is read; the budget of
+        failures never refuses a delivery that verifies (see :mod:`.guard`)."""
         try:
-            key = await self.guard.admit_webhook(scope)
+            ticket = await self.guard.admit_webhook(scope)
         except Refused as exc:
             await refuse(send, exc)
             return
-        status = await self.webhook(scope, receive, send)
-        if 400 <= status < 500 and status != 422:
-            await self.guard.webhook_refused(key)
+        if ticket.over_budget:
+            status = await self.guard.answer_over_budget(ticket, self.webhook, scope, receive, send)
+        else:
+            status = await self.webhook(scope, receive, send)
+        await self.guard.webhook_answered(ticket, status)
 
 
 __all__ = ["WEBHOOK_PATH", "ClerkSyncApp", "create_app"]

@@ -1,10 +1,18 @@
 """The guard in front of the routes: source allowlist (403) and per-IP rate limits (429).
 
-Both run before a byte of the body is read. Budgets come from the ``limits`` library, in memory
-per process or in Redis when ``REDIS_URL`` is set, so replicas behind one load balancer share
-them. By default verified deliveries are never throttled — they are work Clerk needs done, and
-a 429 only delays it — while requests that fail verification spend a small budget per IP: once
-it is gone, that address is turned away before parsing. The read API has its own budget.
+The allowlist and the opt-in webhook budget run before a byte of the body is read. Budgets come
+from the ``limits`` library, in memory per process or in Redis when ``REDIS_URL`` is set, so
+replicas behind one load balancer share them. The read API has its own budget.
+
+**A delivery that verifies is never refused by the budget of failures.** Svix sends every
+customer's webhooks from the same few IPs, so anyone with a Svix account can send forgeries from
+the address your real deliveries come from; a budget that refused an *address* would let them
+keep your deliveries out. So ``RATE_LIMIT_WEBHOOK_REJECTED`` only decides how a request that
+*fails* is answered: each webhook request takes one unit when it is admitted — with the storage's
+atomic ``hit``, so concurrent requests cannot overdraw it — and gives it back once it has
+verified. A failing request that found the budget spent is answered 429 with ``Retry-After``
+instead of its 400/401 and logged at most once per 10 s per address instead of once per request;
+one that verifies goes on as if there were no budget.
 
 When Redis cannot be reached the guard lets requests through (and says so in the log, at most
 every 30 s): losing Clerk's deliveries because a cache is down would be the worse failure.
@@ -15,7 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse_many
@@ -25,6 +35,7 @@ from limits.storage import storage_from_string
 
 from ..config import Settings
 from ..errors import ConfigError, RateLimited, SourceNotAllowed
+from .responses import Receive, Scope, Send, refuse
 from .sources import ClientResolver, IPAddress, Network, contains, parse_networks
 
 log = logging.getLogger("clerk_sync.guard")
@@ -62,20 +73,21 @@ class Budget:
         """Take one unit, or raise :class:`RateLimited` when any limit is spent."""
         for item in self.items:
             if not await self.limiter.call("hit", item, self.name, key):
-                raise await self._refusal(item, key)
+                raise await self.refusal(item, key)
 
-    async def spend_quietly(self, key: str) -> None:
-        """Take one unit of every limit that has some left; never refuses."""
+    async def take(self, key: str) -> Ticket:
+        """Take one unit of every limit that has one left — each an atomic ``hit``, never a
+        test then a hit — and say which were taken and which was spent; never refuses."""
+        taken: list[RateLimitItem] = []
+        spent: RateLimitItem | None = None
         for item in self.items:
-            await self.limiter.call("hit", item, self.name, key)
+            if await self.limiter.call("hit", item, self.name, key):
+                taken.append(item)
+            elif spent is None:
+                spent = item
+        return Ticket(self, key, tuple(taken), spent)
 
-    async def check(self, key: str) -> None:
-        """Raise :class:`RateLimited` when the budget is spent, without taking anything."""
-        for item in self.items:
-            if not await self.limiter.call("test", item, self.name, key):
-                raise await self._refusal(item, key)
-
-    async def _refusal(self, item: RateLimitItem, key: str) -> RateLimited:
+    async def refusal(self, item: RateLimitItem, key: str) -> RateLimited:
         stats = await self.limiter.window_stats(item, self.name, key)
         retry_after = max(1, math.ceil(stats - time.time())) if stats else 1
         what = "requests that failed verification" if self.name == "rejected" else "requests"
@@ -83,6 +95,32 @@ class Budget:
             f"Too many {what} from {key} ({item}); retry after {retry_after} s.",
             retry_after=retry_after,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One webhook request's unit of the budget of failures, taken when it was admitted."""
+
+    budget: Budget
+    key: str
+    taken: tuple[RateLimitItem, ...]
+    """The limits a unit was taken from (given back if the request verifies)."""
+    spent: RateLimitItem | None
+    """A limit that had nothing left: should this request fail, it is answered 429."""
+
+    @property
+    def over_budget(self) -> bool:
+        return self.spent is not None
+
+    async def give_back(self) -> None:
+        """The request verified: its units were not spent on a failure (an atomic ``hit`` of
+        cost -1; one taken just before a window turned over is credited to the new window)."""
+        for item in self.taken:
+            await self.budget.limiter.call("hit", item, self.budget.name, self.key, cost=-1)
+
+    async def refusal(self) -> RateLimited:
+        assert self.spent is not None
+        return await self.budget.refusal(self.spent, self.key)
 
 
 class Limiter:
@@ -112,9 +150,11 @@ class Limiter:
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
 
-    async def call(self, method: str, item: RateLimitItem, *identifiers: str) -> bool:
+    async def call(
+        self, method: str, item: RateLimitItem, *identifiers: str, cost: int = 1
+    ) -> bool:
         try:
-            return bool(await getattr(self.strategy, method)(item, *identifiers))
+            return bool(await getattr(self.strategy, method)(item, *identifiers, cost=cost))
         except StorageError as exc:
             self._warn(exc)
             return True
@@ -152,6 +192,9 @@ class Guard:
         self.rejected = Budget("rejected", rejected, limiter)
         self.api = Budget("api", api, limiter)
         self.needs_address = bool(allowed_sources or trusted_proxies)
+        delivery_log = logging.getLogger("clerk_sync.delivery")
+        if _QUIET not in delivery_log.filters:
+            delivery_log.addFilter(_QUIET)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -177,8 +220,10 @@ class Guard:
         address = self.resolve(scope)
         return (str(address) if address is not None else UNKNOWN_CLIENT), address
 
-    async def admit_webhook(self, scope: MutableMapping[str, Any]) -> str:
-        """Source allowlist, then the rejected and webhook budgets; returns the client key."""
+    async def admit_webhook(self, scope: MutableMapping[str, Any]) -> Ticket:
+        """Source allowlist (403) and the webhook budget (429), then a unit of the budget of
+        failures is taken — never refused here: whether it matters depends on whether the
+        request verifies (:meth:`webhook_answered`)."""
         key, address = self.client_key(scope)
         if self.allowed_sources and (
             address is None or not contains(self.allowed_sources, address)
@@ -187,17 +232,78 @@ class Guard:
                 f"{key} is not in ALLOWED_SOURCE_IPS; if requests come through a reverse "
                 "proxy, list it in TRUSTED_PROXIES so X-Forwarded-For is believed."
             )
-        if self.rejected:
-            await self.rejected.check(key)
         if self.webhook:
             await self.webhook.spend(key)
-        return key
+        if not self.rejected:
+            return Ticket(self.rejected, key, (), None)
+        return await self.rejected.take(key)
 
-    async def webhook_refused(self, key: str) -> None:
-        """A webhook request from ``key`` failed verification: spend its rejected budget."""
-        if self.rejected:
-            await self.rejected.spend_quietly(key)
+    async def webhook_answered(self, ticket: Ticket, status: int) -> None:
+        """Give the unit back unless the request failed on the client's side (4xx but 422,
+        which is a verified delivery that can never be applied, or no answer at all)."""
+        if ticket.taken and not failed_verification(status) and status != 0:
+            await ticket.give_back()
+
+    async def answer_over_budget(
+        self, ticket: Ticket, handler: Handler, scope: Scope, receive: Receive, send: Send
+    ) -> int:
+        """See :func:`answer_over_budget`."""
+        return await answer_over_budget(ticket, handler, scope, receive, send)
 
     async def admit_api(self, scope: MutableMapping[str, Any]) -> None:
         if self.api:
             await self.api.spend(self.client_key(scope)[0])
+
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
+"""An ASGI handler that returns the status it answered (0 when the client left)."""
+
+
+async def answer_over_budget(
+    ticket: Ticket, handler: Handler, scope: Scope, receive: Receive, send: Send
+) -> int:
+    """Run ``handler`` for a request that found the budget of failures spent. If it verifies,
+    nothing changes. If it fails, its own answer (and its log line) is replaced by a 429 with
+    ``Retry-After``, logged at most once per 10 s (:func:`refuse`)."""
+    replaced = False
+
+    async def send_unless_failed(message: MutableMapping[str, Any]) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and failed_verification(message["status"]):
+            replaced = True
+        if not replaced:
+            await send(message)
+
+    token = _over_budget.set(True)
+    try:
+        status = await handler(scope, receive, send_unless_failed)
+    finally:
+        _over_budget.reset(token)
+    if not replaced:
+        return status
+    refusal = await ticket.refusal()
+    await refuse(send, refusal)
+    return refusal.http_status
+
+
+_over_budget: ContextVar[bool] = ContextVar("clerk_sync_over_budget", default=False)
+
+
+class _QuietOverBudget(logging.Filter):
+    """Drops the per-request ``rejected`` line of a request answered by
+    :func:`answer_over_budget`, so a flood of forgeries is not a flood of log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _over_budget.get():
+            return True
+        fields = getattr(record, "delivery", None)
+        return not (isinstance(fields, dict) and str(fields.get("outcome")).startswith("rejected"))
+
+
+_QUIET = _QuietOverBudget()
+
+
+def failed_verification(status: int) -> bool:
+    """Whether a webhook answer means the request was refused before it verified: a 4xx
+    other than 422 (a verified delivery whose content can never be applied)."""
+    return 400 <= status < 500 and status != 422
