@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from clerk_sync.devtools import (
@@ -34,6 +38,7 @@ from tests.helpers.instance import (
     expected_session,
     shown,
 )
+from tests.proofs.hypothesis_settings import proof_settings
 
 from .conftest import ADMIN_TOKEN, Post, make_settings
 
@@ -555,3 +560,146 @@ def test_routes_outside_the_table_are_404(client: TestClient) -> None:
         response = client.get(path, headers=AUTH)
         assert response.status_code == 404, path
         assert response.json()["error"] == "not_found"
+
+
+# --- no input gives a 500 -----------------------------------------------------------------------
+
+ROUTE_WORDS = [
+    "users",
+    "organizations",
+    "sessions",
+    "events",
+    "memberships",
+    "invitations",
+    "user_x",
+    "org_x",
+    "",
+]
+PARAM_NAMES = ["limit", "cursor", "email", "query", "status", "type", "limt", "Limit", "", "a b"]
+AWKWARD_VALUES = [
+    "",
+    "0",
+    "1",
+    "500",
+    "501",
+    "²",
+    "٣",
+    "१०",
+    "9" * 19,
+    "9" * 30,
+    "9" * 5000,
+    "-1",
+    "\x00",
+    "a\x00b",
+    "processed",
+    "user.created",
+    "%",
+    "_",
+    "\\",
+    "\ufffd",
+    "x" * 300,
+    "é" * 100,
+]
+segments = st.one_of(st.sampled_from(ROUTE_WORDS), st.text(max_size=12))
+names = st.one_of(st.sampled_from(PARAM_NAMES), st.text(max_size=6))
+values = st.one_of(st.sampled_from(AWKWARD_VALUES), st.text(max_size=20))
+
+
+@st.composite
+def raw_query(draw: st.DrawFn) -> bytes:
+    """A query string as a client may send it: encoded pairs, raw bytes, broken escapes."""
+    if draw(st.booleans()):
+        pairs = draw(st.lists(st.tuples(names, values), max_size=4))
+        return "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in pairs).encode()
+    return draw(st.binary(max_size=40).map(lambda b: quote(b, safe="=&%+").encode()))
+
+
+@st.composite
+def raw_path(draw: st.DrawFn) -> bytes:
+    parts = draw(st.lists(segments, min_size=1, max_size=4))
+    text = "/".join(parts) + draw(st.sampled_from(["", "/", "%", "%zz", "%00", "%ff", "%2F"]))
+    return ("/api/" + quote(text, safe="/%")).encode()
+
+
+def _asgi_get(client: TestClient, path: bytes, query: bytes) -> tuple[int, bytes]:
+    """One GET straight into the app, with the raw path and query string a server passes on."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(path.decode("ascii")),
+        "raw_path": path,
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"testserver"), (b"authorization", AUTH["Authorization"].encode())],
+        "client": ("203.0.113.9", 5000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    assert client.portal is not None
+    client.portal.call(client.app, scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+@pytest.fixture
+def fuzz_client(db_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(db_url, rate_limit_api="off"))) as c:
+        yield c
+
+
+@proof_settings(max_examples=250)
+@given(path=raw_path(), query=raw_query())
+def test_no_read_api_input_is_a_server_error(
+    fuzz_client: TestClient, path: bytes, query: bytes
+) -> None:
+    status, body = _asgi_get(fuzz_client, path, query)
+    assert status in (200, 400, 404), (path, query, status, body)
+    if status == 400:
+        assert orjson.loads(body)["error"] == "invalid_parameter", body
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "named"),
+    [
+        ("/api/events", "limit=%C2%B2", "limit"),
+        ("/api/events", "limit=%D9%A3", "limit"),
+        ("/api/users", "limit=" + "9" * 5000, "limit"),
+        ("/api/events", "cursor=" + "9" * 30, "cursor"),
+        ("/api/events", "cursor=%D9%A3", "cursor"),
+        ("/api/users", "limt=3", "'limt'"),
+        ("/api/users", "limit=3&limit=4", "limit"),
+        ("/api/events", "type=user.created&type=user.updated", "type"),
+        ("/api/users", "email=a%00b", "email"),
+        ("/api/users", "query=a%00", "query"),
+        ("/api/users", "cursor=user_%00", "cursor"),
+        ("/api/events", "type=%00", "type"),
+        ("/api/events", "status=%00", "status"),
+        ("/api/users/user_x/memberships", "cursor=%00", "cursor"),
+        ("/api/users", "query=" + "q" * 1001, "query"),
+    ],
+    ids=lambda value: str(value)[:24],
+)
+def test_bad_values_are_400_naming_the_parameter(
+    fuzz_client: TestClient, path: str, query: str, named: str
+) -> None:
+    status, body = _asgi_get(fuzz_client, path.encode(), query.encode())
+    assert status == 400, body
+    answer = orjson.loads(body)
+    assert answer["error"] == "invalid_parameter"
+    assert named in answer["detail"], answer
+
+
+@pytest.mark.parametrize("path", ["/api/users/user%00x", "/api/organizations/%00/memberships"])
+def test_an_id_no_database_can_hold_is_404(fuzz_client: TestClient, path: str) -> None:
+    status, body = _asgi_get(fuzz_client, path.encode(), b"")
+    assert status == 404, body

@@ -6,7 +6,10 @@ nobody set a token for exposes nothing.
 Object routes are one table (:data:`COLLECTIONS`, :data:`NESTED`) over the entity kinds, so a
 new kind is a line here. Ids are read from the raw path, one URL-decoded segment each, so an id
 with a ``/`` in it (``user%2Fx``) is still one id. Query parameters are checked strictly: an
-unknown one, or a bad value, is 400 ``invalid_parameter`` naming it.
+unknown or repeated one, or a bad value (a number in anything but ASCII digits, out of range, a
+NUL character, longer than :data:`MAX_VALUE_CHARS`), is 400 ``invalid_parameter`` naming it,
+before any query runs; an id no database can hold (with a NUL) is simply not found. No input is
+a 500 (``tests/web/test_api.py`` fuzzes every route).
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ R = TypeVar("R")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 MAX_CURSOR_CHARS = 255
+MAX_VALUE_CHARS = 1000
+"""Longest value of a filter (``email``, ``query``, ``type``): longer matches nothing stored."""
+MAX_LIMIT_DIGITS = 3
+MAX_SEQ_DIGITS = 18
+"""An event cursor is a ``seq``: at most 18 digits fit a signed 64-bit column."""
 
 COLLECTIONS = {"users": "user", "organizations": "organization", "sessions": "session"}
 """``/api/<collection>/{id}`` → the kind it shows."""
@@ -78,6 +86,8 @@ class ReadApi:
                 raise NotFound(f"Not found: /api/{collection} is not listed; ask for one by id.")
             return await self._list(request, collection)
         object_id = segments[1]
+        if "\x00" in object_id:  # no database holds it, and PostgreSQL refuses to compare it
+            raise NotFound(f"No {kind.name} {object_id!r}: never synced, or deleted.")
         if len(segments) == 2:
             _allow(request, ())
             found = await _db(
@@ -136,7 +146,7 @@ class ReadApi:
             raise InvalidParameter(f"status must be one of {', '.join(STATUSES)}.")
         raw_cursor = params.get("cursor") or None
         if raw_cursor is not None and not (
-            raw_cursor.isascii() and raw_cursor.isdigit() and len(raw_cursor) <= 18
+            raw_cursor.isascii() and raw_cursor.isdigit() and len(raw_cursor) <= MAX_SEQ_DIGITS
         ):
             raise InvalidParameter("cursor must be the next_cursor of a previous page.")
         rows, next_cursor = await _db(
@@ -173,11 +183,22 @@ def _segments(request: Request) -> list[str]:
 
 
 def _allow(request: Request, names: Iterable[str]) -> None:
+    """Only the route's parameters, each at most once, none holding a value no query can use."""
     allowed = set(names)
-    for name in request.query_params:
+    seen: set[str] = set()
+    for name, value in request.query_params.multi_items():
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             raise InvalidParameter(f"Unknown query parameter {name!r} (this route takes {known}).")
+        if name in seen:
+            raise InvalidParameter(f"Query parameter {name!r} is given more than once.")
+        seen.add(name)
+        if "\x00" in value:
+            raise InvalidParameter(f"Query parameter {name!r} holds a NUL character.")
+        if len(value) > MAX_VALUE_CHARS:
+            raise InvalidParameter(
+                f"Query parameter {name!r} is longer than {MAX_VALUE_CHARS} characters."
+            )
 
 
 def _paging(
@@ -188,7 +209,12 @@ def _paging(
     raw = request.query_params.get("limit")
     limit = DEFAULT_LIMIT
     if raw:
-        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT):
+        if not (
+            len(raw) <= MAX_LIMIT_DIGITS
+            and raw.isascii()
+            and raw.isdigit()
+            and 1 <= int(raw) <= MAX_LIMIT
+        ):
             raise InvalidParameter(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
         limit = int(raw)
     value = request.query_params.get("cursor") or None
