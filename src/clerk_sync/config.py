@@ -72,6 +72,42 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest webhook body accepted; larger ones get 413 unread.",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds from a request's first byte to the end of its headers; a slower "
+        "client gets 408 and is disconnected.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds from the end of a request's headers to the end of its body; a "
+        "slower client gets 408 and is disconnected.",
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a connection may stay open without a request in progress (before "
+        "its first request or between requests) before it is closed.",
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=16,
+        description="Most connections open at once. Unset: the process's file-descriptor limit "
+        "(RLIMIT_NOFILE) less room for the database, logs and pipes. At the cap the quietest "
+        "connection not waiting for its answer makes room; if every one is waiting, the new "
+        "one is answered 503 and closed at once.",
+    )
+    max_pending_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most request-body bytes held at once for requests not yet answered "
+        "(announced Content-Length; MAX_BODY_BYTES for a chunked body). A request that does "
+        "not fit gets 503 with Retry-After.",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="SQLite durability: FULL survives power loss, NORMAL only a process crash.",

@@ -26,10 +26,13 @@ codes never change once released.
     │   ├── SourceNotAllowed         source_not_allowed     403
     │   └── RateLimited              rate_limited           429  (with Retry-After)
     ├── ServerUnreachable            server_unreachable     exit 1   (devtools: no HTTP answer)
-    └── ApiError                     (read API)
-        ├── Unauthorized             unauthorized           401
-        ├── NotFound                 not_found              404
-        └── InvalidParameter         invalid_parameter      400
+    ├── ApiError                     (read API)
+    │   ├── Unauthorized             unauthorized           401
+    │   ├── NotFound                 not_found              404
+    │   └── InvalidParameter         invalid_parameter      400
+    └── EdgeLimit                    server_busy /          503  (web.edge, before the app: with
+                                     request_timeout /      408   Retry-After / slow client /
+                                     headers_too_large      431   headers over 64 KiB)
 """
 
 from __future__ import annotations
@@ -159,3 +162,25 @@ class NotFound(ApiError):
 class InvalidParameter(ApiError):
     code = "invalid_parameter"
     http_status = 400
+
+class EdgeLimit(ClerkSyncError):
+    """A connection limit of :mod:`clerk_sync.web.edge` turned the request away before the app
+    saw it: too many connections or unanswered body bytes at once (503 ``server_busy``, with
+    ``retry_after``), a client too slow with its headers or body (408 ``request_timeout``), or
+    request headers over 64 KiB (431 ``headers_too_large``)."""
+
+    code = "server_busy"
+    http_status = 503
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        if http_status is not None:
+            self.http_status = http_status
+        self.retry_after = retry_after

@@ -31,6 +31,7 @@ from ..logformat import LogFormat
 from ..store import ensure_schema
 from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
+from ..web.edge import EdgeLimits
 from .common import (
     configure_logging,
     deployment,
@@ -132,4 +133,5 @@ def dev(
         access_log=False,
         log_level=settings.log_level.lower(),
         proxy_headers=False,  # the guard decides whom to believe (TRUSTED_PROXIES)
+        **EdgeLimits.from_settings(settings).uvicorn_options(by_name=True),  # web/edge.py
     )

@@ -19,6 +19,7 @@ from ..logformat import LogFormat
 from ..store import ensure_schema
 from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
+from ..web.edge import EdgeLimits
 from .common import (
     configure_logging,
     deployment,
@@ -91,6 +92,7 @@ def serve(
     settings.webhook_secrets()  # refuse to start without a usable secret
     refuse_dev_secret(settings)
     check_tls(ssl_certfile, ssl_keyfile)
+    limits = EdgeLimits.from_settings(settings)
     configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine, naming=deployment(settings).naming)
@@ -110,4 +112,5 @@ def serve(
             proxy_headers=False,  # the guard decides whom to believe (TRUSTED_PROXIES)
             ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
             ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+            **limits.uvicorn_options(),  # connection limits: web/edge.py
         )

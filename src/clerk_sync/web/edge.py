@@ -1,0 +1,487 @@
+"""The connection edge: the limits that hold before the app sees a request.
+
+A webhook URL is public, so a client that connects and sends nothing, sends its headers a byte
+at a time, stalls in the middle of a body or sends megabytes of headers must cost a bounded
+amount and never keep Clerk's deliveries out. uvicorn 0.54 gives part of this and not the rest:
+
+- ``timeout_keep_alive`` closes a connection idle *between* requests (used, set to
+  ``KEEP_ALIVE_TIMEOUT_SECONDS``), but not one that never sends its first request, and any byte
+  disarms it, so a client trickling bytes is never closed;
+- there is no deadline for headers or a body;
+- the httptools parser has no limit on header size and concatenates a header value piece by
+  piece (eight 32 MiB values: ~460 MB); ``h11_max_incomplete_event_size`` bounds headers only
+  for the h11 protocol, which is slower and answers 400;
+- ``limit_concurrency`` answers 503 once a request's headers are in, so sockets that never send
+  any still exhaust the file descriptors, and then the listening socket, the database and
+  ``/healthz`` fail together.
+
+:class:`EdgeProtocol` is uvicorn's httptools protocol with the rest added; one :class:`Edge` per
+server holds what its connections share:
+
+- **a cap on open connections** (``MAX_CONNECTIONS``, sized from ``RLIMIT_NOFILE``). At the cap
+  a new connection takes the place of the one that has received nothing for longest among
+  those not waiting for their answer (an idle keep-alive connection, a slow header, a stalled
+  body); only when every connection is waiting for its answer is the new one refused: 503
+  ``server_busy`` and closed at once;
+- **deadlines** per phase, checked by one sweep four times a second: keep-alive while no
+  request is in progress, ``HEADER_TIMEOUT_SECONDS`` from a request's first byte to the end of
+  its headers, ``BODY_TIMEOUT_SECONDS`` from there to the end of its body (408
+  ``request_timeout``);
+- **64 KiB of request line and headers** (431 ``headers_too_large``), counted on the raw bytes
+  before they reach the parser;
+- **a pool of body bytes** (``MAX_PENDING_BODY_BYTES``): from the end of its headers until its
+  answer, a request holds its announced ``Content-Length`` (``MAX_BODY_BYTES`` when chunked). A
+  request that does not fit takes the place of a body that has received nothing for a second;
+  failing that it gets 503 ``server_busy`` with ``Retry-After`` and its body is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import resource
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from ..config import Settings
+from ..errors import ConfigError, EdgeLimit
+from .responses import Receive, Scope, Send, send_json
+
+log = logging.getLogger("clerk_sync.edge")
+
+MAX_HEADER_BYTES = 64 * 1024
+"""Request line and headers of one request, in all."""
+DESCRIPTORS_KEPT = 128
+"""Descriptors left for everything but client connections: the database (three per SQLite
+connection in the pool), the writer's pipes, logs, Redis, the event loop's own."""
+STALLED_SECONDS = 1.0
+"""A body that has received nothing for this long may be closed to make room for another."""
+SWEEP_SECONDS = 0.25
+RETRY_AFTER_SECONDS = 1
+_SCAN = 64
+"""Most connections looked at to find one to close (those waiting for an answer are skipped)."""
+_REPORT_EVERY = 10.0
+SETTINGS_PROTOCOL = "clerk_sync.web.edge:SettingsEdgeProtocol"
+
+
+def descriptor_limit() -> int:
+    """The soft ``RLIMIT_NOFILE`` of this process."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def listen_backlog(nofile: int) -> int:
+    """The accept queue: the event loop accepts a whole queue at once, before a connection can
+    be turned away, so the queue is descriptors that must be spare."""
+    return max(64, min(2048, nofile // 16))
+
+
+def default_max_connections(nofile: int) -> int:
+    """What ``MAX_CONNECTIONS`` is when unset: the descriptor limit less a burst of accepts and
+    the descriptors kept for the database, logs and pipes (1,024 → 832)."""
+    return max(16, nofile - DESCRIPTORS_KEPT - listen_backlog(nofile))
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """The limits of one server, in seconds and bytes."""
+
+    max_connections: int
+    header_timeout: float
+    body_timeout: float
+    keep_alive_timeout: float
+    max_pending_body_bytes: int
+    max_body_bytes: int
+    backlog: int
+    max_header_bytes: int = MAX_HEADER_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings, nofile: int | None = None) -> EdgeLimits:
+        """The limits ``settings`` ask for, checked against each other and the descriptor
+        limit; a combination that cannot work is a :class:`ConfigError`."""
+        nofile = descriptor_limit() if nofile is None else nofile
+        if settings.max_pending_body_bytes < settings.max_body_bytes:
+            raise ConfigError(
+                f"MAX_PENDING_BODY_BYTES ({settings.max_pending_body_bytes}) is smaller than "
+                f"MAX_BODY_BYTES ({settings.max_body_bytes}): a body of the largest size could "
+                "never be read. Raise MAX_PENDING_BODY_BYTES or lower MAX_BODY_BYTES."
+            )
+        cap = settings.max_connections or default_max_connections(nofile)
+        if settings.max_connections and cap > nofile - DESCRIPTORS_KEPT:
+            log.warning(
+                "MAX_CONNECTIONS=%d leaves fewer than %d of the %d file descriptors this process "
+                "may open (ulimit -n) for the database and logs: raise the limit or lower "
+                "MAX_CONNECTIONS.",
+                cap,
+                DESCRIPTORS_KEPT,
+                nofile,
+            )
+        return cls(
+            max_connections=cap,
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            keep_alive_timeout=settings.keep_alive_timeout_seconds,
+            max_pending_body_bytes=settings.max_pending_body_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            backlog=min(listen_backlog(nofile), max(16, cap // 4)),
+        )
+
+    def uvicorn_options(self, *, by_name: bool = False) -> dict[str, Any]:
+        """What to pass to ``uvicorn.run`` / ``uvicorn.Config`` for these limits. ``by_name``:
+        the protocol as an import string, for a reloading uvicorn, whose child process cannot
+        be handed a class made here (it reads the same settings itself)."""
+        return {
+            "http": SETTINGS_PROTOCOL if by_name else protocol_for(self),
+            "ws": "none",  # an upgraded connection would leave the edge's accounting
+            "timeout_keep_alive": max(1, math.ceil(self.keep_alive_timeout)),
+            "backlog": self.backlog,
+        }
+
+
+def protocol_for(limits: EdgeLimits) -> type[EdgeProtocol]:
+    """An :class:`EdgeProtocol` class bound to a new :class:`Edge` (uvicorn makes one protocol
+    object per connection from the class it is given)."""
+    return type("EdgeProtocol", (EdgeProtocol,), {"_edge": Edge(limits)})
+
+
+class Edge:
+    """What every connection of one server shares: counts, the activity order, the body pool
+    and the sweep that enforces deadlines."""
+
+    def __init__(self, limits: EdgeLimits) -> None:
+        self.limits = limits
+        self.live = 0
+        """Connections open and not being closed by the edge."""
+        self.by_activity: OrderedDict[EdgeProtocol, None] = OrderedDict()
+        """Every live connection, least recently active first."""
+        self.holders: OrderedDict[EdgeProtocol, None] = OrderedDict()
+        """Connections holding body bytes, least recently active first."""
+        self.pending_bytes = 0
+        self.events: Counter[str] = Counter()
+        self._sweeping: asyncio.TimerHandle | None = None
+        self._reported = time.monotonic()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def admit(self, conn: EdgeProtocol) -> bool:
+        """Count a new connection in, closing the quietest one at the cap; False: refuse it."""
+        if self._sweeping is None:
+            self._sweeping = conn.loop.call_later(SWEEP_SECONDS, self._sweep, conn.loop)
+        if self.live >= self.limits.max_connections:
+            victim = self._quietest(self.by_activity)
+            if victim is None:
+                self.events["refused at the connection cap"] += 1
+                return False
+            self.events["closed to make room at the connection cap"] += 1
+            victim.evict("The server is at its connection limit (MAX_CONNECTIONS).")
+        self.live += 1
+        self.by_activity[conn] = None
+        return True
+
+    def leave(self, conn: EdgeProtocol) -> None:
+        """``conn`` is closing: it no longer counts."""
+        self.release(conn)
+        if conn in self.by_activity:
+            del self.by_activity[conn]
+            self.live -= 1
+
+    def _quietest(
+        self, order: OrderedDict[EdgeProtocol, None], quiet_for: float = 0.0
+    ) -> EdgeProtocol | None:
+        """The least recently active connection of ``order`` not waiting for its answer (and
+        quiet for ``quiet_for`` seconds), or None. Those waiting are moved to the back, so the
+        search is short on average."""
+        now = time.monotonic()
+        for _ in range(min(_SCAN, len(order))):
+            conn = next(iter(order))
+            if conn.waiting_for_answer():
+                order.move_to_end(conn)
+                continue
+            return conn if now - conn.last_active >= quiet_for else None
+        return None
+
+    # -- body bytes -------------------------------------------------------------------------
+
+    def reserve(self, conn: EdgeProtocol, size: int) -> bool:
+        """Hold ``size`` body bytes for ``conn`` until its answer; False when they do not fit
+        even after closing bodies that have stalled."""
+        limit = self.limits.max_pending_body_bytes
+        while self.pending_bytes + size > limit:
+            victim = self._quietest(self.holders, STALLED_SECONDS)
+            if victim is None:
+                self.events["answered 503: MAX_PENDING_BODY_BYTES in use"] += 1
+                return False
+            self.events["stalled bodies closed to make room"] += 1
+            victim.evict("Too many request bodies are pending (MAX_PENDING_BODY_BYTES).")
+        self.pending_bytes += size
+        conn.reserved = size
+        self.holders[conn] = None
+        return True
+
+    def release(self, conn: EdgeProtocol) -> None:
+        if conn.reserved:
+            self.pending_bytes -= conn.reserved
+            conn.reserved = 0
+            self.holders.pop(conn, None)
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
+        now = time.monotonic()
+        for conn in [c for c in self.by_activity if c.deadline <= now]:
+            conn.expire()
+        if now - self._reported >= _REPORT_EVERY:
+            self._reported = now
+            if self.events:
+                summary = ", ".join(f"{n} {what}" for what, n in sorted(self.events.items()))
+                log.warning(
+                    "connection limits in the last %.0f s: %s (%d open, %d body bytes pending)",
+                    _REPORT_EVERY,
+                    summary,
+                    self.live,
+                    self.pending_bytes,
+                )
+                self.events.clear()
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the edge's limits (see the module docstring)."""
+
+    _edge: ClassVar[Edge]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.edge = type(self).shared_edge()
+        self.limits = self.edge.limits
+        self.deadline = math.inf
+        self.last_active = time.monotonic()
+        self.reserved = 0
+        self._in_message = False
+        self._headers_done = False
+        self._head_room = self.limits.max_header_bytes
+        self._counted = False
+
+    @classmethod
+    def shared_edge(cls) -> Edge:
+        """The :class:`Edge` of this server."""
+        return cls._edge
+
+    # -- uvicorn's protocol, extended --------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._idle(time.monotonic())
+        if not self.edge.admit(self):
+            self._answer_and_close(
+                _busy(
+                    "The server is at its connection limit (MAX_CONNECTIONS) with every "
+                    "connection waiting for its answer."
+                )
+            )
+            return
+        self._counted = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        self.last_active = time.monotonic()
+        if self._counted:
+            self.edge.by_activity.move_to_end(self)
+            if self.reserved:
+                self.edge.holders.move_to_end(self)
+        # Until a request's headers end, feed the parser no more than the room they have
+        # left: httptools would otherwise buffer an unending header value whole.
+        while not self._headers_done and len(data) > self._head_room:
+            piece, data = data[: self._head_room], data[self._head_room :]
+            self._head_room = 0
+            super().data_received(piece)
+            if self.transport.is_closing():
+                return
+            if not self._headers_done and self._head_room == 0:
+                self._answer_and_close(
+                    EdgeLimit(
+                        f"The request line and headers are over {self.limits.max_header_bytes} "
+                        "bytes.",
+                        code="headers_too_large",
+                        http_status=431,
+                    )
+                )
+                return
+        if not self._headers_done:
+            self._head_room -= len(data)
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_message = True
+        self.deadline = time.monotonic() + self.limits.header_timeout
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self.deadline = time.monotonic() + self.limits.body_timeout
+        size = self._announced_body() if self._counted else 0
+        if size and not self.edge.reserve(self, size):
+            app = self.app
+            self.app = _answer_busy  # uvicorn starts the app it finds here
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_message = self._headers_done = False
+        self._head_room = self.limits.max_header_bytes
+        if self.waiting_for_answer():
+            self.deadline = math.inf  # the app's turn: the delivery deadline is not the edge's
+        else:
+            self._idle(time.monotonic())
+
+    def on_response_complete(self) -> None:
+        self.edge.release(self)
+        super().on_response_complete()
+        if self._counted:
+            self.edge.by_activity.move_to_end(self)
+        if not self._in_message and not self.waiting_for_answer():
+            self._idle(time.monotonic())
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Upgrades are off (``ws="none"``): no log line per attempt for anyone to flood."""
+
+    # -- the edge's own -----------------------------------------------------------------------
+
+    def waiting_for_answer(self) -> bool:
+        """A request is in whole and the app has not answered it yet."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete and not cycle.more_body
+
+    def expire(self) -> None:
+        """The current phase's deadline has passed."""
+        if not self._in_message:
+            self.edge.events["idle connections closed (keep-alive)"] += 1
+            self._leave()
+            self.transport.close()
+        elif not self._headers_done:
+            self.edge.events["closed: headers too slow (HEADER_TIMEOUT_SECONDS)"] += 1
+            self._answer_and_close(
+                _timeout(f"The request headers took over {self.limits.header_timeout:g} s.")
+            )
+        else:
+            self.edge.events["closed: body too slow (BODY_TIMEOUT_SECONDS)"] += 1
+            self._answer_and_close(
+                _timeout(f"The request body took over {self.limits.body_timeout:g} s.")
+            )
+
+    def evict(self, why: str) -> None:
+        """Close to make room: silently if no request is in progress, else with a 503."""
+        if not self._in_message and (self.cycle is None or self.cycle.response_complete):
+            self._leave()
+            self.transport.close()
+        else:
+            self._answer_and_close(_busy(why))
+
+    def _idle(self, now: float) -> None:
+        self.deadline = now + self.limits.keep_alive_timeout
+
+    def _leave(self) -> None:
+        self.edge.release(self)
+        if self._counted:
+            self._counted = False
+            self.edge.leave(self)
+        self.deadline = math.inf
+
+    def _answer_and_close(self, exc: EdgeLimit) -> None:
+        """Answer ``exc`` straight on the transport, unless the app has begun an answer, and
+        close. An app still reading the body is told the client left."""
+        self._leave()
+        cycle = self.cycle
+        started = cycle is not None and cycle.response_started
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not started and not self.transport.is_closing():
+            self.transport.write(_raw_response(exc, self.server_state.default_headers))
+        self.transport.close()
+
+    def _announced_body(self) -> int:
+        """Body bytes this request will hold: its Content-Length (at most MAX_BODY_BYTES, past
+        which the webhook refuses it unread), MAX_BODY_BYTES when chunked, else 0."""
+        for name, value in self.headers:
+            if name == b"content-length":
+                return min(int(value), self.limits.max_body_bytes) if value.isdigit() else 0
+            if name == b"transfer-encoding":
+                return self.limits.max_body_bytes
+        return 0
+
+
+class SettingsEdgeProtocol(EdgeProtocol):
+    """For uvicorn's reloading child process (``clerk-sync dev``), which must import the
+    protocol by name: its limits come from the settings, read when the first connection
+    arrives."""
+
+    _shared: ClassVar[Edge | None] = None
+
+    @classmethod
+    def shared_edge(cls) -> Edge:
+        if cls._shared is None:
+            cls._shared = Edge(EdgeLimits.from_settings(Settings.load()))
+        return cls._shared
+
+
+def _busy(detail: str) -> EdgeLimit:
+    return EdgeLimit(f"{detail} Retry shortly.", retry_after=RETRY_AFTER_SECONDS)
+
+
+def _timeout(detail: str) -> EdgeLimit:
+    return EdgeLimit(detail, code="request_timeout", http_status=408)
+
+
+def _headers(exc: EdgeLimit) -> dict[str, str]:
+    headers = {"connection": "close"}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
+    return headers
+
+
+async def _answer_busy(_scope: Scope, _receive: Receive, send: Send) -> None:
+    """The app of a request whose body does not fit the pool: 503, body unread, then close."""
+    exc = _busy("Too many request bodies are pending (MAX_PENDING_BODY_BYTES).")
+    await send_json(send, exc.http_status, exc.to_dict(), _headers(exc))
+
+
+def _raw_response(exc: EdgeLimit, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    body = orjson.dumps(exc.to_dict())
+    head = [STATUS_LINE[exc.http_status]]
+    for name, value in default_headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(b"content-type: application/json\r\n")
+    head.append(b"content-length: %d\r\n" % len(body))
+    for key, text in _headers(exc).items():
+        head.append(f"{key}: {text}\r\n".encode())
+    head += [b"\r\n", body]
+    return b"".join(head)
+
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "Edge",
+    "EdgeLimits",
+    "EdgeProtocol",
+    "SettingsEdgeProtocol",
+    "default_max_connections",
+    "descriptor_limit",
+    "protocol_for",
+]
