@@ -163,6 +163,7 @@ class InvalidParameter(ApiError):
     code = "invalid_parameter"
     http_status = 400
 
+
 class EdgeLimit(ClerkSyncError):
     """A connection limit of :mod:`clerk_sync.web.edge` turned the request away before the app
     saw it: too many connections or unanswered body bytes at once (503 ``server_busy``, with
