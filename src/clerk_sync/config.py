@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         le=10_000,
         description="Most deliveries committed together in one transaction (group commit).",
     )
+    delivery_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="Longest a delivery waits for its commit: past it the answer is 503 (Svix "
+        "retries; if the commit lands later, the retry is answered `duplicate`). A writer that "
+        "makes no progress for this long is replaced. Keep it under Svix's 15 s.",
+    )
     writer: Literal["process", "thread"] = Field(
         default="process",
         description="Where the database work runs: a child process fed over a pipe (the "

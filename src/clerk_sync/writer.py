@@ -13,9 +13,17 @@ If the child dies, every delivery it had not answered gets :class:`StoreUnavaila
 retries; one that had in fact committed is then a duplicate) and a new child is started. When the
 server process dies, the child reads end-of-file, finishes the batch it holds and exits.
 
+A child that is alive but makes no progress (stopped, or waiting on a lock or a database that
+does not answer) is the same as a dead one once it has answered nothing for
+``delivery_timeout`` seconds while work was waiting for it: it is killed (``SIGKILL``), its
+unanswered deliveries get 503 and another child is started. Each delivery is answered within
+that deadline anyway (:func:`~clerk_sync.committer.expire_later`). ``/healthz`` asks
+:meth:`WriterProcess.health`, which sends a *ping* the child answers as soon as it reads it,
+between batches: so an idle stopped child is found too, not only one with deliveries waiting.
+
 Frames in both directions are a 4-byte big-endian length and a pickle (the two ends are the same
-program): ``(job, svix_id, body, received_at)`` going, ``(job, outcome fields | None, detail)``
-coming back.
+program): ``(job, svix_id, body, received_at)`` going (``svix_id`` ``None``: a ping),
+``(job, outcome fields | None, detail)`` coming back.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .committer import run_batches
+from .committer import DEFAULT_TIMEOUT, STALL_SECONDS, expire_later, run_batches, watch_interval
 from .errors import ClerkSyncError, StoreUnavailable
 from .receiver import Delivery, Outcome
 
@@ -45,6 +53,8 @@ CONFIG_ENV = "CLERK_SYNC_WRITER_CONFIG"
 _HEADER = 4
 _READ_SIZE = 1 << 20
 _RESTART_DELAY = 0.5
+_START_LIMIT = 60.0
+"""Seconds a (re)started child may take to be ready before it is killed and started again."""
 _READY = -1
 """The job number of the child's first frame: it has imported everything and opened the engine."""
 
@@ -61,6 +71,8 @@ class WriterConfig:
     max_batch: int = 64
     log_level: str = "INFO"
     log_format: str = "text"
+    delivery_timeout: float = DEFAULT_TIMEOUT
+    """``DELIVERY_TIMEOUT_SECONDS``: read by the server's side only (deadline, watchdog)."""
 
 
 def _frame(payload: Any) -> bytes:
@@ -114,6 +126,16 @@ class WriterProcess:
         self._restart: asyncio.TimerHandle | None = None
         self._ready: asyncio.Future[None] | None = None
         self._ever_ready = False
+        self.timeout = config.delivery_timeout
+        self._inflight: dict[int, float] = {}
+        """Jobs (deliveries and pings) the child has not answered → when each was sent."""
+        self._progress_at = 0.0
+        self._spawned_at = 0.0
+        self._child_ready = False
+        self._ping: tuple[int, asyncio.Future[None]] | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._killed: int | None = None
+        """The pid of a child killed for making no progress (its pipe's EOF is still due)."""
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start the child and wait until it is ready; a child that dies first raises
@@ -122,6 +144,7 @@ class WriterProcess:
         self._spawn()
         assert self._ready is not None
         await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        self._watch = self._loop.call_later(watch_interval(self.timeout), self._tick)
 
     async def open(self) -> None:
         await self.start()
@@ -147,6 +170,8 @@ class WriterProcess:
         os.set_blocking(self._in, False)
         self._frames = _Frames()
         self._unsent.clear()
+        self._spawned_at = self._progress_at = self._loop.time()
+        self._child_ready = False
         self._ready = self._loop.create_future()
         self._loop.add_reader(self._in, self._on_readable)
         log.debug("writer process %d started", self.proc.pid)
@@ -161,10 +186,13 @@ class WriterProcess:
         self._next_job += 1
         future: asyncio.Future[Outcome] = self._loop.create_future()
         self._pending[job] = future
+        self._inflight[job] = self._loop.time()
         self._send(_frame((job, delivery.svix_id, delivery.body, delivery.received_at)))
+        expiry = expire_later(self._loop, future, self.timeout)
         try:
             return await future
         finally:
+            expiry.cancel()
             self._pending.pop(job, None)
 
     def _send(self, data: bytes) -> None:
@@ -209,12 +237,20 @@ class WriterProcess:
         self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        """Settle the futures of the answers in ``data`` (the child's ready frame included)."""
+        """Settle the futures of the answers in ``data`` (the child's ready frame and pings'
+        answers included). Any answer is progress."""
+        assert self._loop is not None
+        self._progress_at = self._loop.time()
         for job, fields, detail in self._frames.feed(data):
             if job == _READY:
-                self._ever_ready = True
+                self._ever_ready = self._child_ready = True
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
+                continue
+            self._inflight.pop(job, None)
+            if self._ping is not None and self._ping[0] == job:
+                if not self._ping[1].done():
+                    self._ping[1].set_result(None)
                 continue
             future = self._pending.get(job)
             if future is None or future.done():  # the client left; committed all the same
@@ -243,13 +279,26 @@ class WriterProcess:
         we are stopping."""
         self._close_pipes()
         code = self.proc.wait() if self.proc is not None else None
+        stuck = self.proc is not None and self._killed == self.proc.pid
         failure = (
-            "The writer process exited before answering; nothing is known to be applied "
-            "and a retry will succeed."
+            (
+                "The writer process made no progress for DELIVERY_TIMEOUT_SECONDS and was "
+                "replaced; a retry will succeed, answered as a duplicate if this had committed."
+            )
+            if stuck
+            else (
+                "The writer process exited before answering; nothing is known to be applied "
+                "and a retry will succeed."
+            )
         )
+        self._inflight.clear()
+        self._child_ready = False
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(StoreUnavailable(failure))
+        if self._ping is not None and not self._ping[1].done():
+            self._ping[1].set_exception(StoreUnavailable(failure))
+        self._ping = None
         if not self._ever_ready:  # start() is waiting: fail the server's start
             assert self._ready is not None
             self._ready.set_exception(
@@ -258,9 +307,78 @@ class WriterProcess:
             return
         if self._stopping:
             return
-        log.error("writer process exited (status %s); starting another", code)
+        if not stuck:
+            log.error("writer process exited (status %s); starting another", code)
         assert self._loop is not None
         self._restart = self._loop.call_later(_RESTART_DELAY, self._spawn)
+
+    def stalled_for(self) -> float:
+        """Seconds the child has answered nothing while work was waiting for it (0 when none
+        was)."""
+        if not self._inflight:
+            return 0.0
+        assert self._loop is not None
+        oldest = next(iter(self._inflight.values()))
+        return self._loop.time() - max(oldest, self._progress_at)
+
+    async def health(self) -> str | None:
+        """``None`` when the child answers a ping within :data:`STALL_SECONDS` (or the deadline,
+        if shorter); else why not."""
+        if self._loop is None or self._stopping:
+            return "The writer process is not running."
+        if self._out < 0 or not self._child_ready:
+            return "The writer process is restarting; deliveries get 503 until it is ready."
+        wait = min(STALL_SECONDS, self.timeout)
+        stalled = self.stalled_for()
+        if stalled > wait:
+            return self._stalled_message(stalled)
+        if self._ping is None or self._ping[1].done():
+            job = self._next_job
+            self._next_job += 1
+            ping: asyncio.Future[None] = self._loop.create_future()
+            ping.add_done_callback(_retrieved)  # a ping no one awaits any more may still fail
+            self._ping = (job, ping)
+            self._inflight[job] = self._loop.time()
+            self._send(_frame((job, None, None, None)))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ping[1]), wait)
+        except TimeoutError:
+            return self._stalled_message(max(wait, self.stalled_for()))
+        except StoreUnavailable as exc:
+            return exc.detail
+        return None
+
+    def _stalled_message(self, stalled: float) -> str:
+        return (
+            f"The writer process has answered nothing for {stalled:.1f} s (a held lock, a "
+            "stopped process or a database that does not answer?); it is replaced after "
+            f"DELIVERY_TIMEOUT_SECONDS ({self.timeout:g} s)."
+        )
+
+    def _tick(self) -> None:
+        """The watchdog: kill a child that makes no progress, or does not start."""
+        assert self._loop is not None
+        self._watch = self._loop.call_later(watch_interval(self.timeout), self._tick)
+        proc = self.proc
+        if proc is None or self._in < 0 or self._stopping or self._killed == proc.pid:
+            return
+        if not self._child_ready:
+            idle = self._loop.time() - self._spawned_at
+            limit = max(_START_LIMIT, self.timeout)
+        else:
+            idle = self.stalled_for()
+            limit = self.timeout
+        if idle <= limit:
+            return
+        log.error(
+            "writer process %d made no progress for %.1f s (DELIVERY_TIMEOUT_SECONDS is %g); "
+            "killing it and starting another",
+            proc.pid,
+            idle,
+            self.timeout,
+        )
+        self._killed = proc.pid
+        proc.kill()  # its pipe's end-of-file follows: _child_gone fails its deliveries
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let the child finish what it holds, answer it, and exit (called on the loop, which
@@ -268,6 +386,9 @@ class WriterProcess:
         self._stopping = True
         if self._restart is not None:
             self._restart.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         assert self._loop is not None
         if self._awaiting_writable:
             self._loop.remove_writer(self._out)
@@ -310,6 +431,11 @@ class WriterProcess:
                 self.proc.wait()
 
 
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 # -- the child's side -----------------------------------------------------------------------------
 
 
@@ -343,6 +469,7 @@ def serve_pipe(
     os.set_blocking(read_fd, False)
     frames = _Frames()
     pending: collections.deque[tuple[int, Delivery]] = collections.deque()
+    pongs: list[bytes] = []
     open_ = True
 
     def next_batch(limit: int) -> list[tuple[int, Delivery]] | None:
@@ -361,7 +488,13 @@ def serve_pipe(
                 open_ = False
                 break
             for job, svix_id, body, received_at in frames.feed(data):
-                pending.append((job, Delivery(svix_id, body, received_at)))
+                if svix_id is None:  # a ping: answered now, ahead of the deliveries read with it
+                    pongs.append(_frame((job, None, None)))
+                else:
+                    pending.append((job, Delivery(svix_id, body, received_at)))
+        if pongs:
+            _answer(write_fd, b"".join(pongs))
+            pongs.clear()
         return [pending.popleft() for _ in range(min(limit, len(pending)))]
 
     def answer(

@@ -71,10 +71,16 @@ def create_app(
                 max_batch=settings.batch_max,
                 log_level=settings.log_level,
                 log_format=log_format,
+                delivery_timeout=settings.delivery_timeout_seconds,
             )
         )
     else:
-        committer = GroupCommitter(receiver, max_batch=settings.batch_max, writers=writers)
+        committer = GroupCommitter(
+            receiver,
+            max_batch=settings.batch_max,
+            writers=writers,
+            timeout=settings.delivery_timeout_seconds,
+        )
     api = ReadApi(engine, settings.admin_token, deployment)
 
     @contextlib.asynccontextmanager
