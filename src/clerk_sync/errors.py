@@ -185,26 +185,3 @@ class EdgeLimit(ClerkSyncError):
         if http_status is not None:
             self.http_status = http_status
         self.retry_after = retry_after
-
-
-class EdgeLimit(ClerkSyncError):
-    """A connection limit of :mod:`clerk_sync.web.edge` turned the request away before the app
-    saw it: too many connections or unanswered body bytes at once (503 ``server_busy``, with
-    ``retry_after``), a client too slow with its headers or body (408 ``request_timeout``), or
-    request headers over 64 KiB (431 ``headers_too_large``)."""
-
-    code = "server_busy"
-    http_status = 503
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(detail, code=code)
-        if http_status is not None:
-            self.http_status = http_status
-        self.retry_after = retry_after
