@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Row, Table, or_, select, text
+from sqlalchemy import Engine, Row, Table, or_, select
 
 from .schema import Tables
 
@@ -103,9 +103,3 @@ def list_events(
     with engine.connect() as conn:
         rows = [_json(r, EVENT_FIELDS) for r in conn.execute(stmt)]
     return rows, (rows[-1]["seq"] if len(rows) == limit else None)
-
-
-def ping(engine: Engine) -> None:
-    """Raise unless the database answers a trivial query."""
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1")).scalar()

@@ -22,6 +22,7 @@ from ..verify import Verifier
 from ..writer import WriterConfig, WriterProcess
 from .api import ReadApi
 from .guard import Guard
+from .health import Health
 from .responses import Receive, Scope, Send, handle_error, refuse
 from .webhook import WebhookEndpoint
 
@@ -99,7 +100,11 @@ def create_app(
         routes=[
             Route("/api/events", api.events, methods=["GET"]),
             Route("/api/{rest:path}", api.objects, methods=["GET"]),
-            Route("/healthz", api.healthz, methods=["GET"]),
+            Route(
+                "/healthz",
+                Health(committer, engine, settings.delivery_timeout_seconds).healthz,
+                methods=["GET"],
+            ),
         ],
         exception_handlers={ClerkSyncError: handle_error},
         lifespan=lifespan,

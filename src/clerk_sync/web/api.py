@@ -1,4 +1,4 @@
-"""The read API (behind ``ADMIN_TOKEN``) and the health check.
+"""The read API (behind ``ADMIN_TOKEN``); the health check is :mod:`.health`.
 
 Without a configured token every read route answers 404, as if it did not exist: an instance
 nobody set a token for exposes nothing.
@@ -29,7 +29,7 @@ from ..entities import kind_named
 from ..errors import InvalidParameter, NotFound, StoreUnavailable, Unauthorized
 from ..events import STATUSES
 from ..store import Tables, reads
-from .responses import JSONResponse, error_response
+from .responses import JSONResponse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -161,13 +161,6 @@ class ReadApi:
         return JSONResponse(
             {"data": rows, "next_cursor": str(next_cursor) if next_cursor is not None else None}
         )
-
-    async def healthz(self, _request: Request) -> Response:
-        try:
-            await _db(reads.ping, self.engine)
-        except StoreUnavailable as exc:
-            return error_response(exc)
-        return JSONResponse({"status": "ok"})
 
 
 def _segments(request: Request) -> list[str]:
