@@ -200,3 +200,84 @@ def test_a_child_that_cannot_start_fails_start(
     err = capfd.readouterr().err
     assert "no_such_module_here" in err
     assert "Traceback" not in err
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_stopped_child_is_found_answered_503_within_the_deadline_and_replaced(
+    db_url: str, observer: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: the child is alive, its pipe open, and it answers nothing. ``/healthz`` finds
+    it with a ping, deliveries get 503 by the deadline, and a new child serves new ones."""
+    timeout = 1.0
+    slack = 1.0  # the event loop's latency on a busy test machine
+    with process_app(db_url, delivery_timeout_seconds=timeout) as client:
+        child = child_of(client)
+        stopped = child.proc
+        assert stopped is not None
+        assert client.get("/healthz").status_code == 200
+        os.kill(stopped.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            health = client.get("/healthz")
+            assert time.monotonic() - started < timeout + slack
+            assert health.status_code == 503, health.text
+            assert health.json()["error"] == "store_unavailable"
+            assert health.json()["check"] == "writer"
+            assert "answered nothing" in health.json()["detail"]
+
+            body, headers = signed(user_event("user.created", user_object()))
+            started = time.monotonic()
+            answer = client.post(WEBHOOK_PATH, content=body, headers=headers)
+            assert time.monotonic() - started < timeout + slack
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"] == "store_unavailable"
+
+            stopped.wait(timeout + 5)  # killed by the watchdog, not by us
+            assert stopped.returncode == -signal.SIGKILL
+            _wait_for(lambda: client.get("/healthz").status_code == 200, 30, "a new child")
+            assert child.proc is not None
+            assert child.proc.pid != stopped.pid
+            user = user_object()
+            answer = post(client, user_event("user.created", user))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == "processed"
+        finally:
+            if stopped.poll() is None:
+                os.kill(stopped.pid, signal.SIGKILL)
+                stopped.wait(10)
+    assert "made no progress" in caplog.text
+    assert set(stored_names(observer)) == {user["id"]}  # the 503'd delivery was never applied
+
+
+def test_a_busy_child_is_not_mistaken_for_a_stuck_one(db_url: str) -> None:
+    """A backlog that takes longer than the deadline to drain is progress, batch by batch: no
+    child is killed, and ``/healthz`` stays 200 while it drains (pings jump the queue)."""
+    users = [user_object() for _ in range(1500)]
+    with process_app(db_url, delivery_timeout_seconds=5) as client:
+        child = child_of(client)
+        first = child.proc
+
+        async def flood_and_poll() -> tuple[list[Any], list[str | None]]:
+            tasks = [
+                asyncio.ensure_future(
+                    child.submit(Delivery(f"msg_busy_{n}", encode(user_event("user.created", u))))
+                )
+                for n, u in enumerate(users)
+            ]
+            health = []
+            while not all(t.done() for t in tasks):
+                health.append(await child.health())
+                await asyncio.sleep(0.02)
+            return await asyncio.gather(*tasks, return_exceptions=True), health
+
+        assert client.portal is not None
+        results, health = client.portal.call(flood_and_poll)
+        assert child.proc is first
+    assert [getattr(r, "status", r) for r in results] == ["processed"] * len(users)
+    assert set(health) == {None}
