@@ -13,7 +13,9 @@ Each delivery is unique, signed with the svix signer, ~2 KB, and is sent exactly
 users (every target); and the organization mix, for (a) beside the user mix on each database:
 organizations created/updated, memberships created/updated/deleted, sessions created/ended with
 the full user embedded. After each run of (a) the tables are compared with the state the
-deliveries imply, and every delivery must be in the event log. See bench/README.md.
+deliveries imply, and every delivery must be in the event log. Then (a) again at 32
+connections on SQLite, alternately without and with 1,000 idle connections held open beside
+the load (--idle). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import contextlib
 import os
 import platform
 import random
+import resource
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -31,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -489,6 +494,60 @@ def start(target: str, url: str | None, workdir: Path) -> Server:
     raise RuntimeError(f"{target} did not start: {log.read_text()[-2000:]}")
 
 
+class IdleHolder(threading.Thread):
+    """Holds `count` TCP connections to the server open that never send a byte; one the server
+    closes (keep-alive timeout, or to make room at its connection cap) is opened again at once,
+    as a client that wants them kept open would."""
+
+    def __init__(self, port: int, count: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.count = count
+        self.reopened = 0
+        self._halt = threading.Event()
+        self._selector = selectors.DefaultSelector()
+
+    def _connect(self) -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(("127.0.0.1", self.port))
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    def run(self) -> None:
+        for _ in range(self.count):
+            self._connect()
+        while not self._halt.is_set():
+            for key, _ in self._selector.select(0.1):
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    if sock.recv(4096):
+                        continue  # an answer to nothing (a 503 at the cap): wait for the close
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                self._selector.unregister(sock)
+                sock.close()
+                self.reopened += 1
+                self._connect()
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+def _room_for_idle(count: int) -> None:
+    """This process holds `count` sockets beside wrk's: raise its soft descriptor limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard < 0 else min(want, hard), hard))
+
+
 # -- load ----------------------------------------------------------------------------------------
 
 
@@ -558,17 +617,28 @@ def run_once(
     seed: int,
     prefill_rows: int = 0,
     mix: str = "user",
+    idle: int = 0,
 ) -> Result:
+    """One run; `idle`: that many idle connections held open beside the load."""
     tsv = workdir / "deliveries.tsv"
+    extra: dict[str, Any] = {}
     with database(db if target != "verify_only" else "sqlite", workdir) as url:
         if prefill_rows:
             prefill(url, prefill_rows)
         expected, body_bytes = generate(tsv, n, seed, mix)
         server = start(target, None if target == "verify_only" else url, workdir)
+        holder = IdleHolder(server.port, idle) if idle else None
         try:
+            if holder:
+                _room_for_idle(idle)
+                holder.start()
+                time.sleep(1.0)  # let the server accept them all before the load starts
             figures = drive(server, tsv, connections, workdir)
             rss = server.rss_mb()
         finally:
+            if holder:
+                holder.stop()
+                extra = {"idle": idle, "reopened": holder.reopened}
             server.stop()
         wrong = None
         if target != "verify_only":
@@ -588,7 +658,47 @@ def run_once(
         wrong,
         mix,
         body_bytes,
+        extra,
     )
+
+
+def idle_comparison(
+    deliveries: int, rounds: int, idle: int, workdir: Path
+) -> tuple[list[str], list[Result]]:
+    """(a) at 32 connections on SQLite, alternately without and with `idle` idle connections
+    held open beside the load: the report's lines, and the runs."""
+    runs: dict[int, list[Result]] = {0: [], idle: []}
+    for round_ in range(rounds):
+        for n_idle, done in runs.items():
+            seed = 700 + 2 * round_ + (n_idle > 0)
+            r = run_once("clerk-sync", "sqlite", 32, deliveries, workdir, seed, idle=n_idle)
+            done.append(r)
+            print(
+                f"round {round_ + 1}: (a) clerk-sync serve idle={n_idle:<5} sqlite c=32   "
+                f"{r.rps:8,.0f}/s p99 {r.p99_ms:6.1f} ms errors {r.errors} wrong {r.wrong} "
+                f"idle ones reopened {r.extra.get('reopened', 0)}",
+                flush=True,
+            )
+    lines = [
+        "",
+        f"Idle connections beside the load, (a) clerk-sync serve, SQLite, 32 loaded "
+        f"connections, median of {rounds} alternating round(s):",
+        "",
+        "| idle connections held open | deliveries/s | vs none | p50 ms | p99 ms | errors | "
+        "wrong rows | RSS MB | idle ones reopened |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = statistics.median(r.rps for r in runs[0])
+    for n_idle, done in runs.items():
+        rps = statistics.median(r.rps for r in done)
+        lines.append(
+            f"| {n_idle:,} | {rps:,.0f} | {rps / base:.2f}× | "
+            f"{statistics.median(r.p50_ms for r in done):.1f} | "
+            f"{statistics.median(r.p99_ms for r in done):.1f} | {sum(r.errors for r in done)} | "
+            f"{max(r.wrong or 0 for r in done)} | {max(r.rss_mb for r in done):.0f} | "
+            f"{sum(r.extra.get('reopened', 0) for r in done):,} |"
+        )
+    return lines, [r for done in runs.values() for r in done]
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -775,6 +885,12 @@ def main() -> None:
     )
     parser.add_argument("--soak", type=int, default=300, help="soak seconds (0 to skip)")
     parser.add_argument(
+        "--idle",
+        type=int,
+        default=1000,
+        help="idle connections held open beside the load in the idle run (0 to skip)",
+    )
+    parser.add_argument(
         "--targets",
         default="verify_only,clerk-sync,tutorial",
         help="which of verify_only, clerk-sync, tutorial to run",
@@ -809,6 +925,8 @@ def main() -> None:
     results: list[Result] = []
     extras: dict[str, float] = {}
     notes: list[str] = []
+    idle_lines: list[str] = []
+    idle_runs: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="clerk-sync-bench-") as tmp:
         workdir = Path(tmp)
         seed = 0
@@ -855,12 +973,16 @@ def main() -> None:
             )
         if args.soak:
             notes.append(soak(args.soak, workdir, extras))
+        if args.idle and "clerk-sync" in targets:
+            idle_lines, idle_runs = idle_comparison(
+                args.deliveries, args.rounds, args.idle, workdir
+            )
     checks = targets_check(results, extras)
-    text = report(results, [*notes, "", "Targets:", *checks], args)
+    text = report(results, [*notes, *idle_lines, "", "Targets:", *checks], args)
     print("\n" + text)
     if args.write_readme:
         write_readme(text)
-    if any(r.target == "clerk-sync" and (r.wrong or r.errors) for r in results):
+    if any(r.target == "clerk-sync" and (r.wrong or r.errors) for r in [*results, *idle_runs]):
         sys.exit(1)
 
 
