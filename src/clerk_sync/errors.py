@@ -10,7 +10,8 @@ codes never change once released.
     ClerkSyncError
     ├── ConfigError                  config_invalid         exit 2   (startup refuses)
     ├── SchemaError                  schema_outdated /      exit 3   (run `clerk-sync db upgrade`;
-    │                                table_taken                     or set TABLE_PREFIX)
+    │                                table_taken /                   or set TABLE_PREFIX)
+    │                                database_missing
     ├── RejectedDelivery             (nothing is recorded for these; sent before any write)
     │   ├── MissingHeader            missing_header         400
     │   ├── MalformedHeader          malformed_header       400
@@ -21,7 +22,14 @@ codes never change once released.
     ├── InvalidPayload               payload_not_json /     422  (authentic but can never apply:
     │                                payload_invalid             recorded as `failed`, Svix told to
     │                                                            stop retrying)
-    ├── StoreUnavailable             store_unavailable      503  (transient: Svix retries)
+    ├── StoreUnavailable             store_unavailable      503 / exit 4  (transient: Svix retries)
+    │   ├── DatabaseDirectoryMissing database_directory_missing  exit 5   (the cause and the
+    │   ├── DatabaseNotWritable      database_not_writable       exit 6    fix, one line: see
+    │   ├── DatabaseUnreachable      database_unreachable        exit 7    store.engine.
+    │   ├── DatabaseUnknown          database_unknown            exit 8    store_error, the one
+    │   ├── DatabaseAuthFailed       database_auth_failed        exit 9    place a driver's
+    │   └── DatabaseLocked           database_locked             exit 10   error is read)
+    ├── PortInUse                    port_in_use            exit 11  (`serve --port` is taken)
     ├── Refused                      (the guard: before the request is parsed)
     │   ├── SourceNotAllowed         source_not_allowed     403
     │   └── RateLimited              rate_limited           429  (with Retry-After)
@@ -116,6 +124,55 @@ class StoreUnavailable(ClerkSyncError):
     code = "store_unavailable"
     http_status = 503
     exit_code = 4
+
+
+class DatabaseDirectoryMissing(StoreUnavailable):
+    """The directory a SQLite ``DATABASE_URL`` points into does not exist."""
+
+    code = "database_directory_missing"
+    exit_code = 5
+
+
+class DatabaseNotWritable(StoreUnavailable):
+    """The SQLite file, or the directory its journal goes in, cannot be written."""
+
+    code = "database_not_writable"
+    exit_code = 6
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """Nothing answers at the database's host and port (refused, unknown host, timeout)."""
+
+    code = "database_unreachable"
+    exit_code = 7
+
+
+class DatabaseUnknown(StoreUnavailable):
+    """The server answers but has no database of the name ``DATABASE_URL`` gives."""
+
+    code = "database_unknown"
+    exit_code = 8
+
+
+class DatabaseAuthFailed(StoreUnavailable):
+    """The server refused the user or password of ``DATABASE_URL``."""
+
+    code = "database_auth_failed"
+    exit_code = 9
+
+
+class DatabaseLocked(StoreUnavailable):
+    """Another process held SQLite's lock for longer than the busy timeout."""
+
+    code = "database_locked"
+    exit_code = 10
+
+
+class PortInUse(ClerkSyncError):
+    """``serve`` cannot listen: another process already has the address and port."""
+
+    code = "port_in_use"
+    exit_code = 11
 
 
 class Refused(ClerkSyncError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, inspect, select, text
 from clerk_sync import Delivery, Naming, Receiver, SchemaError, Status, tables
 from clerk_sync.devtools import encode, new_msg_id, user_event, user_object
 from clerk_sync.store import ensure_schema, make_engine, migrate, schema_state, upgrade
+from clerk_sync.store.engine import WRITE_OPTIONS
 from tests.helpers.tables import metadata
 
 OURS = set(metadata.tables)
@@ -193,3 +196,85 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(tmp_path: Path) -> 
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected
         finally:
             engine.dispose()
+
+
+# -- the migration lock: any number of migrators at once on an empty database ----------------
+
+
+def _upgrade_from_threads(url: str, count: int) -> list[str | BaseException]:
+    """``upgrade`` from ``count`` threads at once, each with its own engine (as processes do)."""
+    engines = [make_engine(url) for _ in range(count)]
+    start = threading.Barrier(count)
+    results: list[str | BaseException] = [""] * count
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = upgrade(engines[n])
+        except BaseException as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+            assert not thread.is_alive(), "an upgrade hung"
+    finally:
+        for engine in engines:
+            engine.dispose()
+    return results
+
+
+def test_concurrent_upgrades_of_an_empty_database_all_succeed(
+    empty_db_url: str, empty_engine: Engine
+) -> None:
+    results = _upgrade_from_threads(empty_db_url, 5)
+    assert results == [migrate.head_revision()] * 5
+    assert schema_state(empty_engine) == "current"
+    with empty_engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")).all()
+    assert len(rows) == 1
+
+
+@contextmanager
+def _migration_lock_held(engine: Engine) -> Iterator[None]:
+    """What another migrator holds: PostgreSQL's advisory lock, SQLite's write lock."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), migrate.MIGRATION_LOCK)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), migrate.MIGRATION_LOCK)
+                conn.commit()
+            return
+        with conn.execution_options(**WRITE_OPTIONS).begin():  # BEGIN IMMEDIATE
+            yield
+
+
+def test_upgrade_waits_for_the_lock_and_reads_the_state_again(
+    empty_db_url: str, empty_engine: Engine
+) -> None:
+    """A migrator that finds the lock taken waits; when it gets it, it looks again and does
+    not redo what the holder did (before: `table ... already exists` / UniqueViolation)."""
+    outcome: list[str | BaseException] = []
+    with _migration_lock_held(empty_engine):
+        waiter = threading.Thread(
+            target=lambda: outcome.extend(_upgrade_from_threads(empty_db_url, 1))
+        )
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive(), outcome  # blocked on the lock
+        assert schema_state(empty_engine) == "empty"
+    waiter.join(30)
+    assert outcome == [migrate.head_revision()]
+    assert schema_state(empty_engine) == "current"
+
+
+def test_upgrade_of_a_current_schema_takes_no_lock(engine: Engine, db_url: str) -> None:
+    """`db upgrade` beside a running server does not queue behind its writes."""
+    with _migration_lock_held(engine):
+        assert _upgrade_from_threads(db_url, 1) == [migrate.head_revision()]
