@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -435,3 +440,203 @@ def test_members_and_sessions_refuse_bad_selections(tmp_path: Path) -> None:
     assert "Traceback" not in no_user.stderr
     assert no_user.stdout == ""
     assert not never.exists()
+
+
+# -- errors that name their cause and fix (one line, a distinct exit status each) -------------
+
+PG = make_url(normalize_database_url(PG_ADMIN_URL))
+EXIT_STATUS = {
+    "database_directory_missing": 5,
+    "database_not_writable": 6,
+    "database_unreachable": 7,
+    "database_unknown": 8,
+    "database_auth_failed": 9,
+    "database_locked": 10,
+    "port_in_use": 11,
+}
+"""The README's table: each cause its own code and exit status (2, 3 and 4 are taken)."""
+
+
+def _pg_url(**parts: Any) -> str:
+    return PG.set(**parts).render_as_string(hide_password=False)
+
+
+@contextmanager
+def _immutable(path: Path) -> Iterator[None]:
+    """``path`` cannot be written, even by root (who ignores file modes): ``chattr +i``."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        path.parent.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.parent.chmod(0o755)
+            path.chmod(0o644)
+        return
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"root cannot make a read-only file here (chattr +i: {done.stderr.strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextmanager
+def _sqlite_lock_held(path: Path) -> Iterator[None]:
+    """Another process's exclusive lock on a SQLite file (rollback journal: readers wait too)."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE IF NOT EXISTS held (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_each_database_failure_says_its_cause_and_fix(tmp_path: Path) -> None:
+    """Before: every one of these was `The database did not answer: OperationalError`, exit 4."""
+    read_only = tmp_path / "read_only.db"
+    read_only.touch()
+    locked = tmp_path / "locked.db"
+    refused_port = free_port()  # nothing listens there
+    missing_dir = "no/such/dir/x.db"
+    jobs: dict[str, tuple[list[str], dict[str, str]]] = {
+        "missing_dir": (["db", "upgrade"], _env(f"sqlite:///{missing_dir}")),
+        "missing_dir_read": (["users", "list"], _env(f"sqlite:///{missing_dir}")),
+        "not_writable": (["db", "upgrade"], _env(f"sqlite:///{read_only}")),
+        "refused": (["db", "upgrade"], _env(_pg_url(host="127.0.0.1", port=refused_port))),
+        "refused_read": (["users", "list"], _env(_pg_url(host="127.0.0.1", port=refused_port))),
+        "unknown": (["db", "status"], _env(_pg_url(database="clerk_sync_no_such_database"))),
+        "auth": (["orgs", "list"], _env(_pg_url(username="clerk_sync_no_such_role"))),
+        "locked": (["db", "upgrade"], _env(f"sqlite:///{locked}?timeout=1")),
+        "locked_read": (["events", "list"], _env(f"sqlite:///{locked}?timeout=1")),
+    }
+    with _immutable(read_only), _sqlite_lock_held(locked):
+        results = dict(
+            zip(jobs, run_cli_many(list(jobs.values()), cwd=tmp_path, timeout=60), strict=True)
+        )
+
+    def failed(name: str, code: str) -> str:
+        result = results[name]
+        assert result.returncode == EXIT_STATUS[code], str(result)
+        line = _one_clean_line(result)
+        assert line.startswith(f"error [{code}] "), line
+        assert "OperationalError" not in line, line
+        return line
+
+    for name in ("missing_dir", "missing_dir_read"):
+        line = failed(name, "database_directory_missing")
+        assert str(tmp_path / "no/such/dir") in line
+    assert "mkdir -p" in failed("missing_dir", "database_directory_missing")
+    assert not (tmp_path / "no").exists()
+
+    line = failed("not_writable", "database_not_writable")
+    assert str(read_only) in line
+    assert "writable" in line
+
+    for name in ("refused", "refused_read"):
+        line = failed(name, "database_unreachable")
+        assert f"127.0.0.1:{refused_port}" in line
+        assert "connection refused" in line
+        assert "start PostgreSQL" in line
+
+    line = failed("unknown", "database_unknown")
+    assert "'clerk_sync_no_such_database'" in line
+    assert "createdb" in line
+
+    line = failed("auth", "database_auth_failed")
+    assert "'clerk_sync_no_such_role'" in line
+    assert "user and password in DATABASE_URL" in line
+
+    for name in ("locked", "locked_read"):
+        line = failed(name, "database_locked")
+        assert str(locked) in line
+        assert "another process" in line
+        assert "timeout=" in line
+
+
+def test_a_port_in_use_is_its_own_error(tmp_path: Path) -> None:
+    """Before: uvicorn's `[Errno 98] … address already in use` and exit 3 (the schema's)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(f"sqlite:///{tmp_path / 'served.db'}", CLERK_WEBHOOK_SECRET=SECRET)
+        served = run_cli("serve", "--port", str(port), env=env, cwd=tmp_path, timeout=30)
+    assert served.returncode == EXIT_STATUS["port_in_use"], str(served)
+    line = _one_clean_line(served)
+    assert line.startswith("error [port_in_use] "), line
+    assert f"Port {port} on 127.0.0.1" in line
+    assert "--port" in line
+    assert not (tmp_path / "served.db").exists()  # refused before the database was touched
+
+
+def test_exit_statuses_are_distinct_and_in_the_readme() -> None:
+    from clerk_sync import errors
+
+    classes = [
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ClerkSyncError)
+    ]
+    by_code = {cls.code: cls.exit_code for cls in classes if cls.code in EXIT_STATUS}
+    assert by_code == EXIT_STATUS
+    taken = {errors.ConfigError.exit_code, errors.SchemaError.exit_code}
+    taken.add(errors.StoreUnavailable.exit_code)
+    assert taken.isdisjoint(EXIT_STATUS.values())
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for code, status in EXIT_STATUS.items():
+        assert f"`{code}` (exit {status})" in readme, code
+
+
+READ_ONLY_COMMANDS = [
+    ["users", "list"],
+    ["users", "show", "user_x"],
+    ["orgs", "list", "--json"],
+    ["members", "list", "--org", "org_x"],
+    ["sessions", "list", "--user", "user_x"],
+    ["events", "list"],
+    ["db", "status"],
+]
+
+
+def test_read_only_commands_never_create_a_database(tmp_path: Path) -> None:
+    """Before: `users list` in an empty directory left an empty clerk_sync.db behind."""
+    results = run_cli_many([(args, _env()) for args in READ_ONLY_COMMANDS], cwd=tmp_path)
+    for result in results:
+        assert result.returncode == 3, str(result)
+        line = _one_clean_line(result)
+        assert line.startswith("error [database_missing] "), line
+        assert str(tmp_path / "clerk_sync.db") in line
+        assert "clerk-sync db upgrade" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_version_and_python_m(tmp_path: Path) -> None:
+    from clerk_sync import __version__
+
+    env = _env(f"sqlite:///{tmp_path / 'x.db'}")
+    script = run_cli("--version", env=env, cwd=tmp_path)
+    module = subprocess.run(
+        [sys.executable, "-m", "clerk_sync", "--version"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for out, code in ((script.stdout, script.returncode), (module.stdout, module.returncode)):
+        assert code == 0, out
+        assert out == f"clerk-sync {__version__}\n"
+    helped = subprocess.run(
+        [sys.executable, "-m", "clerk_sync", "db", "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "clerk-sync db" in helped.stdout  # named like the script, not "__main__.py"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -13,12 +16,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
 from ..entities import tables
-from ..errors import ClerkSyncError
+from ..errors import ClerkSyncError, DatabaseDirectoryMissing, PortInUse, SchemaError
 from ..logformat import configure_logging as configure_logging
 from ..store import Tables, ensure_schema, make_engine
+from ..store.engine import store_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,14 +59,71 @@ def deployment(settings: Settings) -> Tables:
 
 
 @contextmanager
-def open_engine(settings: Settings, *, require_current: bool = True) -> Iterator[Engine]:
-    engine = make_engine(settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous)
+def open_engine(
+    settings: Settings, *, require_current: bool = True, create: bool | None = None
+) -> Iterator[Engine]:
+    """The engine of ``DATABASE_URL``, disposed afterwards; a driver's failure inside the block
+    becomes the one-line error that names its cause (:func:`store_error`).
+
+    ``create``: whether a missing SQLite file may be created (by default only when the schema
+    is not required to be current already, i.e. by ``serve``, ``dev`` and ``db upgrade``). A
+    read-only command on a path with no database refuses, rather than leave an empty file.
+    """
+    url = settings.sqlalchemy_url()
+    may_create = not require_current if create is None else create
+    if not may_create:
+        refuse_missing_sqlite(url)
+    engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         if require_current:
             ensure_schema(engine, upgrade_empty=False, naming=deployment(settings).naming)
         yield engine
+    except SQLAlchemyError as exc:
+        raise store_error(exc, engine.url) from None
     finally:
         engine.dispose()
+
+
+def refuse_missing_sqlite(url: str) -> None:
+    """Raise when ``url`` is a SQLite file that does not exist (opening it would create it)."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return  # make_engine says what is wrong with it
+    raw = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or raw in ("", ":memory:") or raw.startswith("file:"):
+        return
+    path = Path(raw).absolute()
+    if path.exists():
+        return
+    if not path.parent.is_dir():
+        raise DatabaseDirectoryMissing(
+            f"The directory {path.parent} of the SQLite database {path.name} does not exist, so "
+            "there is no database there: point DATABASE_URL at the server's database."
+        )
+    raise SchemaError(
+        f"There is no database at {path} yet: run `clerk-sync db upgrade` (or start "
+        "`clerk-sync serve`, which creates it), or point DATABASE_URL at the server's database.",
+        code="database_missing",
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once, with the fix, when another process listens on ``host:port`` (uvicorn
+    would print its own traceback-like line and exit 3, the schema's status)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"Port {port} on {host} is taken by another process (address already in "
+                    f"use): stop it (`ss -ltnp 'sport = :{port}'` shows which), or choose "
+                    "another with --port."
+                ) from None
+            # Anything else (an address not of this machine, a privileged port) uvicorn says.
 
 
 def print_json(value: Any) -> None:

@@ -29,7 +29,7 @@ def upgrade_cmd() -> None:
 def status_cmd() -> None:
     """Say whether the schema is current; exit 3 when it is not."""
     settings = load_settings()
-    with open_engine(settings, require_current=False) as engine:
+    with open_engine(settings, require_current=False, create=False) as engine:
         state = schema_state(engine, deployment(settings).naming)
     stdout.print(f"schema: {state} (code expects revision {head_revision()})", highlight=False)
     if state != "current":

@@ -21,6 +21,7 @@ from ..store.engine import redacted
 from ..web import WEBHOOK_PATH, create_app
 from ..web.edge import EdgeLimits
 from .common import (
+    check_port_free,
     configure_logging,
     deployment,
     load_settings,
@@ -93,6 +94,7 @@ def serve(
     refuse_dev_secret(settings)
     check_tls(ssl_certfile, ssl_keyfile)
     limits = EdgeLimits.from_settings(settings)
+    check_port_free(host, port)
     configure_logging(settings.log_level, log_format)
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine, naming=deployment(settings).naming)
