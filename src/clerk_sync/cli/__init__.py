@@ -19,6 +19,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"clerk-sync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print clerk-sync's version and exit.",
+    ),
+) -> None:
+    """Receive Clerk webhooks and keep a SQL database of users and organizations in sync."""
+
+
 app.command("serve")(serve)
 app.command("dev")(dev)
 app.command("trigger")(trigger)
@@ -34,4 +57,4 @@ app.add_typer(events.app, name="events")
 
 
 def main() -> None:
-    app()
+    app(prog_name="clerk-sync")

@@ -23,10 +23,16 @@ from ..writer import WriterConfig, WriterProcess
 from .api import ReadApi
 from .guard import Guard
 from .health import Health
-from .responses import Receive, Scope, Send, handle_error, refuse
+from .responses import Receive, Scope, Send, handle_error, refuse, send_json
 from .webhook import WebhookEndpoint
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
+_ONLY_POST = {
+    "error": "method_not_allowed",
+    "detail": "This is clerk-sync's webhook endpoint: Clerk (through Svix) POSTs signed events "
+    "here, so it answers POST only. Add this URL as an endpoint in Clerk Dashboard → Webhooks; "
+    "to send it a test event, run `clerk-sync trigger user.created`.",
+}
 
 
 def create_app(
@@ -129,8 +135,11 @@ class ClerkSyncApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path == WEBHOOK_PATH and scope["method"] == "POST":
-                await self._webhook(scope, receive, send)
+            if path == WEBHOOK_PATH:
+                if scope["method"] == "POST":
+                    await self._webhook(scope, receive, send)
+                else:  # someone opened the URL in a browser, or a probe: say what it is for
+                    await send_json(send, 405, _ONLY_POST, {"allow": "POST"})
                 return
             if path.startswith("/api/"):
                 try:
