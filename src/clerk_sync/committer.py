@@ -231,11 +231,6 @@ class GroupCommitter:
             longest = max(longest, busy)
             if busy > self.timeout and self._abandon(worker, busy):
                 self._add_worker()
-        if not any(not w.abandoned for w in self._workers) and self._workers:
-            return (
-                "Every writer thread is stuck on a batch (a lock, a hook or the database does "
-                "not return); restart the server."
-            )
         if longest > min(STALL_SECONDS, self.timeout):
             return (
                 f"The writer has been on one batch for {longest:.1f} s (a held lock or a stuck "
@@ -245,7 +240,8 @@ class GroupCommitter:
         return None
 
     def _abandon(self, worker: _Worker, busy: float) -> bool:
-        """Leave ``worker`` to finish its batch alone; whether another may take its place."""
+        """Leave ``worker`` to finish its batch alone; whether another may take its place.
+        Past :data:`_MAX_ABANDONED` still stuck, it is kept (and reported) instead."""
         left = sum(1 for w in self._workers if w.abandoned)
         if left >= _MAX_ABANDONED:
             return False

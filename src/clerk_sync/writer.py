@@ -322,17 +322,24 @@ class WriterProcess:
         return self._loop.time() - max(oldest, self._progress_at)
 
     async def health(self) -> str | None:
-        """``None`` when the child answers a ping within :data:`STALL_SECONDS` (or the deadline,
-        if shorter); else why not."""
+        """``None`` while the child makes progress; else why not. With deliveries in flight
+        their answers are the evidence (one within :data:`STALL_SECONDS`, or the deadline if
+        shorter); with none, a ping must come back within that time. A ping waits behind
+        nothing: the child answers it as soon as it reads it."""
         if self._loop is None or self._stopping:
             return "The writer process is not running."
         if self._out < 0 or not self._child_ready:
-            return "The writer process is restarting; deliveries get 503 until it is ready."
+            return (
+                "The writer process is restarting; deliveries wait for it, and get 503 past "
+                "DELIVERY_TIMEOUT_SECONDS."
+            )
         wait = min(STALL_SECONDS, self.timeout)
         stalled = self.stalled_for()
         if stalled > wait:
             return self._stalled_message(stalled)
         if self._ping is None or self._ping[1].done():
+            if self._inflight:
+                return None
             job = self._next_job
             self._next_job += 1
             ping: asyncio.Future[None] = self._loop.create_future()
