@@ -101,6 +101,7 @@ def serve(
         app = create_app(settings, engine=engine, log_format=log_format)
         scheme = "https" if ssl_certfile else "http"
         announce(f"{scheme}://{host}:{port}{WEBHOOK_PATH}", settings.sqlalchemy_url(), log_format)
+        logging.getLogger("clerk_sync.edge").info(limits.describe())
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; a graceful stop
         # is a success, so let that re-raised signal end the process with status 0.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

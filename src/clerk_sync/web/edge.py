@@ -26,7 +26,9 @@ server holds what its connections share:
 - **deadlines** per phase, checked by one sweep four times a second: keep-alive while no
   request is in progress, ``HEADER_TIMEOUT_SECONDS`` from a request's first byte to the end of
   its headers, ``BODY_TIMEOUT_SECONDS`` from there to the end of its body (408
-  ``request_timeout``);
+  ``request_timeout``); a client that leaves its answer unread that long (its socket buffer
+  full) is reset, and so is one that has not taken its last bytes two seconds after the edge
+  closed it;
 - **64 KiB of request line and headers** (431 ``headers_too_large``), counted on the raw bytes
   before they reach the parser;
 - **a pool of body bytes** (``MAX_PENDING_BODY_BYTES``): from the end of its headers until its
@@ -63,6 +65,8 @@ connection in the pool), the writer's pipes, logs, Redis, the event loop's own."
 STALLED_SECONDS = 1.0
 """A body that has received nothing for this long may be closed to make room for another."""
 SWEEP_SECONDS = 0.25
+CLOSE_GRACE_SECONDS = 2.0
+"""A connection the edge closed whose last bytes the client has not taken by then is reset."""
 RETRY_AFTER_SECONDS = 1
 _SCAN = 64
 """Most connections looked at to find one to close (those waiting for an answer are skipped)."""
@@ -132,6 +136,15 @@ class EdgeLimits:
             backlog=min(listen_backlog(nofile), max(16, cap // 4)),
         )
 
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        return (
+            f"connection limits: {self.max_connections} connections, headers "
+            f"{self.max_header_bytes // 1024} KiB in {self.header_timeout:g} s, body in "
+            f"{self.body_timeout:g} s, keep-alive {self.keep_alive_timeout:g} s, "
+            f"{self.max_pending_body_bytes // 1024 // 1024} MiB of pending bodies"
+        )
+
     def uvicorn_options(self, *, by_name: bool = False) -> dict[str, Any]:
         """What to pass to ``uvicorn.run`` / ``uvicorn.Config`` for these limits. ``by_name``:
         the protocol as an import string, for a reloading uvicorn, whose child process cannot
@@ -163,6 +176,8 @@ class Edge:
         self.holders: OrderedDict[EdgeProtocol, None] = OrderedDict()
         """Connections holding body bytes, least recently active first."""
         self.pending_bytes = 0
+        self.closing: dict[EdgeProtocol, float] = {}
+        """Connections the edge closed, and when: reset if not gone in CLOSE_GRACE_SECONDS."""
         self.events: Counter[str] = Counter()
         self._sweeping: asyncio.TimerHandle | None = None
         self._reported = time.monotonic()
@@ -235,8 +250,13 @@ class Edge:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweeping = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
         now = time.monotonic()
-        for conn in [c for c in self.by_activity if c.deadline <= now]:
+        stuck = now - self.limits.body_timeout
+        for conn in [c for c in self.by_activity if c.deadline <= now or c.stuck_since < stuck]:
             conn.expire()
+        for conn, since in list(self.closing.items()):
+            if now - since > CLOSE_GRACE_SECONDS:
+                del self.closing[conn]
+                conn.transport.abort()
         if now - self._reported >= _REPORT_EVERY:
             self._reported = now
             if self.events:
@@ -263,6 +283,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self.deadline = math.inf
         self.last_active = time.monotonic()
         self.reserved = 0
+        self.stuck_since = math.inf
+        """Since when the client has not taken what is written to it (the buffer is full)."""
         self._in_message = False
         self._headers_done = False
         self._head_room = self.limits.max_header_bytes
@@ -290,7 +312,16 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._leave()
+        self.edge.closing.pop(self, None)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.stuck_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.stuck_since = math.inf
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -369,11 +400,15 @@ class EdgeProtocol(HttpToolsProtocol):
         return cycle is not None and not cycle.response_complete and not cycle.more_body
 
     def expire(self) -> None:
-        """The current phase's deadline has passed."""
-        if not self._in_message:
-            self.edge.events["idle connections closed (keep-alive)"] += 1
+        """The current phase's deadline has passed, or the client has not read its answer."""
+        if self.stuck_since < math.inf:
+            self.edge.events["reset: answer not read (BODY_TIMEOUT_SECONDS)"] += 1
             self._leave()
-            self.transport.close()
+            self._abandon_cycle()
+            self.transport.abort()
+        elif not self._in_message:
+            self.edge.events["idle connections closed (keep-alive)"] += 1
+            self._close()
         elif not self._headers_done:
             self.edge.events["closed: headers too slow (HEADER_TIMEOUT_SECONDS)"] += 1
             self._answer_and_close(
@@ -388,8 +423,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def evict(self, why: str) -> None:
         """Close to make room: silently if no request is in progress, else with a 503."""
         if not self._in_message and (self.cycle is None or self.cycle.response_complete):
-            self._leave()
-            self.transport.close()
+            self._close()
         else:
             self._answer_and_close(_busy(why))
 
@@ -403,18 +437,27 @@ class EdgeProtocol(HttpToolsProtocol):
             self.edge.leave(self)
         self.deadline = math.inf
 
-    def _answer_and_close(self, exc: EdgeLimit) -> None:
-        """Answer ``exc`` straight on the transport, unless the app has begun an answer, and
-        close. An app still reading the body is told the client left."""
+    def _close(self) -> None:
         self._leave()
+        if not self.transport.is_closing():
+            self.transport.close()
+            self.edge.closing[self] = time.monotonic()
+
+    def _abandon_cycle(self) -> None:
+        """Tell an app still reading the body, or writing its answer, that the client left."""
         cycle = self.cycle
-        started = cycle is not None and cycle.response_started
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
+
+    def _answer_and_close(self, exc: EdgeLimit) -> None:
+        """Answer ``exc`` straight on the transport, unless the app has begun an answer, and
+        close."""
+        started = self.cycle is not None and self.cycle.response_started
+        self._abandon_cycle()
         if not started and not self.transport.is_closing():
             self.transport.write(_raw_response(exc, self.server_state.default_headers))
-        self.transport.close()
+        self._close()
 
     def _announced_body(self) -> int:
         """Body bytes this request will hold: its Content-Length (at most MAX_BODY_BYTES, past
