@@ -97,9 +97,9 @@ class Settings(BaseSettings):
         default=None,
         ge=16,
         description="Most connections open at once. Unset: the process's file-descriptor limit "
-        "(RLIMIT_NOFILE) less room for the database, logs and pipes. At the cap the quietest "
-        "connection not waiting for its answer makes room; if every one is waiting, the new "
-        "one is answered 503 and closed at once.",
+        "(RLIMIT_NOFILE) less room for the database, logs and pipes, at most 10,000. At the "
+        "cap the quietest connection not waiting for its answer makes room; if every one is "
+        "waiting, the new one is answered 503 and closed at once.",
     )
     max_pending_body_bytes: int = Field(
         default=64 * 1024 * 1024,

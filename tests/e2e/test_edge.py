@@ -479,7 +479,8 @@ def test_default_connection_cap_leaves_descriptors_for_the_rest() -> None:
     from clerk_sync.web.edge import EdgeLimits, default_max_connections
 
     assert default_max_connections(1024) == 832
-    assert default_max_connections(65536) == 65536 - 128 - 2048
+    assert default_max_connections(4096) == 4096 - 128 - 256
+    assert default_max_connections(1 << 20) == 10_000
     limits = EdgeLimits.from_settings(Settings(clerk_webhook_secret=SECRET), nofile=1024)
     assert (limits.max_connections, limits.backlog) == (832, 64)
     assert (limits.header_timeout, limits.body_timeout, limits.keep_alive_timeout) == (10, 10, 5)

@@ -62,6 +62,9 @@ MAX_HEADER_BYTES = 64 * 1024
 DESCRIPTORS_KEPT = 128
 """Descriptors left for everything but client connections: the database (three per SQLite
 connection in the pool), the writer's pipes, logs, Redis, the event loop's own."""
+DEFAULT_CONNECTIONS_CEILING = 10_000
+"""The default cap never goes past this, whatever the descriptor limit: an idle connection
+costs about 6 KB, so 10,000 of them stay within ~60 MB."""
 STALLED_SECONDS = 1.0
 """A body that has received nothing for this long may be closed to make room for another."""
 SWEEP_SECONDS = 0.25
@@ -88,8 +91,9 @@ def listen_backlog(nofile: int) -> int:
 
 def default_max_connections(nofile: int) -> int:
     """What ``MAX_CONNECTIONS`` is when unset: the descriptor limit less a burst of accepts and
-    the descriptors kept for the database, logs and pipes (1,024 → 832)."""
-    return max(16, nofile - DESCRIPTORS_KEPT - listen_backlog(nofile))
+    the descriptors kept for the database, logs and pipes (1,024 → 832), at most 10,000."""
+    spare = nofile - DESCRIPTORS_KEPT - listen_backlog(nofile)
+    return max(16, min(DEFAULT_CONNECTIONS_CEILING, spare))
 
 
 @dataclass(frozen=True)
