@@ -13,6 +13,7 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,10 @@ import orjson
 from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import sign_headers
-from tests.helpers.tables import events_table
 from clerk_sync.web import WEBHOOK_PATH
+from tests.helpers.tables import events_table
+
+from .model import Event, Key, State, Version, effects, named_user
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 """4xx answers Svix retries like a 5xx (timeout, too early, rate limited)."""
@@ -218,17 +221,18 @@ def check_event_log(
     engine: Engine,
     bodies: Mapping[str, bytes],
     reports: Sequence[Report],
-    deleted: frozenset[str],
+    expected: State,
 ) -> None:
     """Check the ``events`` table against what was sent and answered.
 
-    ``bodies`` is svix id → the bytes sent under it; ``deleted`` the user ids the history
-    deletes. Asserted: exactly one row per svix id; every column consistent with the body (the
-    body kept verbatim, or erased iff its user is deleted); ``delivery_count`` between the
-    number of 2xx answers for that id (each 2xx must follow its commit: none lost) and that
-    plus the attempts that got no 2xx (which may or may not have committed); at most one
-    answer not marked ``duplicate`` (never applied twice), and every 2xx answer carrying the
-    status the row holds.
+    ``bodies`` is svix id → the bytes sent under it; ``expected`` the model's state of the
+    history. Asserted: exactly one row per svix id; every column consistent with the body (the
+    body kept verbatim, or erased iff the user it names is deleted); a delete, and an upsert
+    that is its object's one newest version with its object and parents alive, ``processed``;
+    ``delivery_count`` between the number of 2xx answers for that id (each 2xx must follow its
+    commit: none lost) and that plus the attempts that got no 2xx (which may or may not have
+    committed); at most one answer not marked ``duplicate`` (never applied twice), and every
+    2xx answer carrying the status the row holds.
     """
     with engine.connect() as conn:
         rows = {r.svix_id: r for r in conn.execute(select(events_table)).all()}
@@ -242,12 +246,22 @@ def check_event_log(
             else:
                 unanswered[attempt.svix_id] = unanswered.get(attempt.svix_id, 0) + 1
 
-    newest: dict[str, int] = {}
-    for body in bodies.values():
-        event = orjson.loads(body)
-        if event["type"] != "user.deleted":
-            subject, version = event["data"]["id"], event["data"]["updated_at"]
-            newest[subject] = max(version, newest.get(subject, version))
+    events = {svix_id: orjson.loads(body) for svix_id, body in bodies.items()}
+    versions: dict[Key, Counter[Version]] = {}
+    for event in events.values():
+        for w in effects(event).writes:
+            versions.setdefault(w.key, Counter())[w.version] += 1
+
+    def must_apply(event: Event) -> bool:
+        """A delete always applies; an upsert when no other delivery writes its object at its
+        version or above, and neither it nor a parent is tombstoned."""
+        done = effects(event)
+        if done.deleted is not None:
+            return True
+        own = done.writes[0]
+        newest = max(versions[own.key])
+        alive = all(i not in expected.tombstones[k] for k, i in [own.key, *own.parents()])
+        return alive and own.version == newest and versions[own.key][newest] == 1
 
     problems: list[str] = []
     missing = sorted(set(bodies) - set(rows))
@@ -259,7 +273,7 @@ def check_event_log(
         )
     for svix_id in sorted(set(bodies) & set(rows)):
         row, body = rows[svix_id], bodies[svix_id]
-        event = orjson.loads(body)
+        event = events[svix_id]
         subject = event["data"]["id"]
         oks = answers.get(svix_id, [])
         fresh = [a for a in oks if not a["duplicate"]]
@@ -275,14 +289,11 @@ def check_event_log(
             bad("type, subject_id or event_timestamp differ from the body")
         if row.status not in ("processed", "stale"):
             bad(f"status {row.status!r}")
-        must_apply = event["type"] == "user.deleted" or (
-            subject not in deleted and event["data"]["updated_at"] == newest[subject]
-        )
-        if must_apply and row.status != "processed":
-            bad("the delete, or the newest version of a live user, was not applied")
+        if must_apply(event) and row.status != "processed":
+            bad("the delete, or the newest version of a live object, was not applied")
         if (row.error is None) != (row.status == "processed"):
             bad("error must be set exactly when the status is not processed")
-        keep = subject not in deleted or event["type"] == "user.deleted"
+        keep = named_user(event) not in expected.deleted_users
         if row.payload != (body.decode() if keep else None):
             bad("payload neither the exact body nor erased as its user's deletion requires")
         if not len(oks) <= row.delivery_count <= len(oks) + unanswered.get(svix_id, 0):

@@ -1,9 +1,10 @@
 """Proof: a 2xx means durable, through SIGKILLs at random moments.
 
-Thousands of Clerk events, some sent twice, stream from a Svix-like sender (several in flight,
-retrying until 2xx) into a real ``clerk-sync serve`` that a killer thread SIGKILLs several times
-mid-stream and restarts on the same port and database. At the end the database must be exactly
-the model's state of the history, with one event-log row per svix id that agrees with every
+Thousands of Clerk events (users, organizations and memberships between them), some sent twice,
+stream from a Svix-like sender (several in flight, retrying until 2xx) into a real
+``clerk-sync serve`` that a killer thread SIGKILLs several times mid-stream and restarts on the
+same port and database. At the end the database must be exactly the model's state of the
+history (every table and the tombstones), with one event-log row per svix id that agrees with every
 answer given: nothing accepted was lost, nothing was applied twice, nothing is half-written.
 
 The history and the kill points come from ``SEED`` (``CLERK_SYNC_PROOF_SEED`` overrides it);
@@ -25,11 +26,11 @@ import pytest
 from sqlalchemy import Engine, select
 
 from clerk_sync.store import make_engine
-from tests.helpers.tables import tombstones_table
 from tests.conftest import SECRET
 from tests.e2e.server import HOST, ServerProcess, clerk_sync_command
+from tests.helpers.tables import tombstones_table
 from tests.proofs.history import delivery_order, make_history
-from tests.proofs.model import Event, actual_state, expected_state
+from tests.proofs.model import Event, actual_state, differences, effects, expected_state
 from tests.proofs.svix_sender import Attempt, check_event_log, send
 
 SEED = int(os.environ.get("CLERK_SYNC_PROOF_SEED", "20251127"))
@@ -93,10 +94,10 @@ def run_killer(
         errors.append(exc)
 
 
-def _tombstones(engine: Engine) -> dict[str, int]:
+def _tombstones(engine: Engine) -> dict[tuple[str, str], int]:
     with engine.connect() as conn:
-        rows = conn.execute(select(tombstones_table.c.id, tombstones_table.c.deleted_at))
-        return {row.id: row.deleted_at for row in rows}
+        rows = conn.execute(select(tombstones_table))
+        return {(row.kind, row.id): row.deleted_at for row in rows}
 
 
 @pytest.mark.timeout(150)
@@ -153,22 +154,13 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     try:
         events: list[Event] = [event for _, event in history]
         expected = expected_state(events)
-        actual = actual_state(observer)
-        assert actual.deleted == expected.deleted, f"seed {SEED}: tombstones differ"
-        wrong = sorted(
-            uid
-            for uid in expected.users.keys() | actual.users.keys()
-            if expected.users.get(uid) != actual.users.get(uid)
-        )
-        assert not wrong, (
-            f"seed {SEED}: {len(wrong)} users differ from the model, e.g. {wrong[0]}:\n"
-            f"expected {expected.users.get(wrong[0])}\nactual   {actual.users.get(wrong[0])}"
-        )
+        wrong = differences(expected, actual_state(observer))
+        assert not wrong, f"seed {SEED}: the database differs from the model:\n" + "\n".join(wrong)
         deleted_at = {
-            e["data"]["id"]: e["timestamp"] for e in events if e["type"] == "user.deleted"
+            key: e["timestamp"] for e in events if (key := effects(e).deleted) is not None
         }
         assert _tombstones(observer) == deleted_at
         bodies = {m.svix_id: m.body for m in messages}
-        check_event_log(observer, bodies, [report], expected.deleted)
+        check_event_log(observer, bodies, [report], expected)
     finally:
         observer.dispose()
