@@ -466,11 +466,9 @@ def _immutable(path: Path) -> Iterator[None]:
     """``path`` cannot be written, even by root (who ignores file modes): ``chattr +i``."""
     if os.geteuid() != 0:
         path.chmod(0o444)
-        path.parent.chmod(0o555)
         try:
             yield
         finally:
-            path.parent.chmod(0o755)
             path.chmod(0o644)
         return
     done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
