@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     max_pending_body_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,
-        description="Most request-body bytes held at once for requests not yet answered "
-        "(announced Content-Length; MAX_BODY_BYTES for a chunked body). A request that does "
-        "not fit gets 503 with Retry-After.",
+        description="Most request-body bytes held at once: every byte received counts until "
+        "its request is answered. A request that does not fit takes the place of bodies begun "
+        "over a second ago, or else gets 503 with Retry-After, its body unread.",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",

@@ -31,10 +31,13 @@ server holds what its connections share:
   closed it;
 - **64 KiB of request line and headers** (431 ``headers_too_large``), counted on the raw bytes
   before they reach the parser;
-- **a pool of body bytes** (``MAX_PENDING_BODY_BYTES``): from the end of its headers until its
-  answer, a request holds its announced ``Content-Length`` (``MAX_BODY_BYTES`` when chunked). A
-  request that does not fit takes the place of a body that has received nothing for a second;
-  failing that it gets 503 ``server_busy`` with ``Retry-After`` and its body is never read.
+- **a pool of body bytes** (``MAX_PENDING_BODY_BYTES``): every body byte received counts until
+  its request is answered. A request whose announced ``Content-Length`` (``MAX_BODY_BYTES`` when
+  chunked) does not fit, or a body whose next bytes do not, takes the place of bodies begun over
+  a second ago (a delivery's body arrives in milliseconds: older ones are slow or stalled),
+  oldest first; failing that it gets 503 ``server_busy`` with ``Retry-After`` and is closed,
+  its body unread. Counting bytes received rather than announced means holding the pool costs
+  an attacker the bytes, every second, not a header.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ connection in the pool), the writer's pipes, logs, Redis, the event loop's own."
 DEFAULT_CONNECTIONS_CEILING = 10_000
 """The default cap never goes past this, whatever the descriptor limit: an idle connection
 costs about 6 KB, so 10,000 of them stay within ~60 MB."""
-STALLED_SECONDS = 1.0
-"""A body that has received nothing for this long may be closed to make room for another."""
+BODY_GRACE_SECONDS = 1.0
+"""A body begun this long ago and still arriving may be closed to make room for another."""
 SWEEP_SECONDS = 0.25
 CLOSE_GRACE_SECONDS = 2.0
 """A connection the edge closed whose last bytes the client has not taken by then is reset."""
@@ -178,7 +181,7 @@ class Edge:
         self.by_activity: OrderedDict[EdgeProtocol, None] = OrderedDict()
         """Every live connection, least recently active first."""
         self.holders: OrderedDict[EdgeProtocol, None] = OrderedDict()
-        """Connections holding body bytes, least recently active first."""
+        """Connections holding body bytes, the longest-held first."""
         self.pending_bytes = 0
         self.closing: dict[EdgeProtocol, float] = {}
         """Connections the edge closed, and when: reset if not gone in CLOSE_GRACE_SECONDS."""
@@ -210,37 +213,40 @@ class Edge:
             del self.by_activity[conn]
             self.live -= 1
 
-    def _quietest(
-        self, order: OrderedDict[EdgeProtocol, None], quiet_for: float = 0.0
-    ) -> EdgeProtocol | None:
-        """The least recently active connection of ``order`` not waiting for its answer (and
-        quiet for ``quiet_for`` seconds), or None. Those waiting are moved to the back, so the
-        search is short on average."""
-        now = time.monotonic()
+    def _quietest(self, order: OrderedDict[EdgeProtocol, None]) -> EdgeProtocol | None:
+        """The first connection of ``order`` not waiting for its answer, or None. Those waiting
+        are moved to the back, so the search is short on average."""
         for _ in range(min(_SCAN, len(order))):
             conn = next(iter(order))
-            if conn.waiting_for_answer():
-                order.move_to_end(conn)
-                continue
-            return conn if now - conn.last_active >= quiet_for else None
+            if not conn.waiting_for_answer():
+                return conn
+            order.move_to_end(conn)
         return None
 
     # -- body bytes -------------------------------------------------------------------------
 
-    def reserve(self, conn: EdgeProtocol, size: int) -> bool:
-        """Hold ``size`` body bytes for ``conn`` until its answer; False when they do not fit
-        even after closing bodies that have stalled."""
+    def room_for(self, conn: EdgeProtocol, size: int) -> bool:
+        """Whether ``size`` more body bytes fit, after closing bodies begun over a second ago
+        (never ``conn``'s own) if they do not."""
         limit = self.limits.max_pending_body_bytes
         while self.pending_bytes + size > limit:
-            victim = self._quietest(self.holders, STALLED_SECONDS)
-            if victim is None:
+            victim = self._quietest(self.holders)
+            if victim is None or victim is conn or not victim.body_older_than(BODY_GRACE_SECONDS):
                 self.events["answered 503: MAX_PENDING_BODY_BYTES in use"] += 1
                 return False
-            self.events["stalled bodies closed to make room"] += 1
+            self.events["slow bodies closed to make room (MAX_PENDING_BODY_BYTES)"] += 1
             victim.evict("Too many request bodies are pending (MAX_PENDING_BODY_BYTES).")
+        return True
+
+    def take(self, conn: EdgeProtocol, size: int) -> bool:
+        """Count ``size`` body bytes received for ``conn`` until its answer; False when they
+        do not fit."""
+        if not self.room_for(conn, size):
+            return False
         self.pending_bytes += size
-        conn.reserved = size
-        self.holders[conn] = None
+        if not conn.reserved:
+            self.holders[conn] = None
+        conn.reserved += size
         return True
 
     def release(self, conn: EdgeProtocol) -> None:
@@ -287,6 +293,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self.deadline = math.inf
         self.last_active = time.monotonic()
         self.reserved = 0
+        """Body bytes received for the request in progress, counted in the edge's pool."""
+        self.body_since = math.inf
         self.stuck_since = math.inf
         """Since when the client has not taken what is written to it (the buffer is full)."""
         self._in_message = False
@@ -333,8 +341,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self.last_active = time.monotonic()
         if self._counted:
             self.edge.by_activity.move_to_end(self)
-            if self.reserved:
-                self.edge.holders.move_to_end(self)
         # Until a request's headers end, feed the parser no more than the room they have
         # left: httptools would otherwise buffer an unending header value whole.
         while not self._headers_done and len(data) > self._head_room:
@@ -364,9 +370,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
-        self.deadline = time.monotonic() + self.limits.body_timeout
+        self.body_since = time.monotonic()
+        self.deadline = self.body_since + self.limits.body_timeout
         size = self._announced_body() if self._counted else 0
-        if size and not self.edge.reserve(self, size):
+        if size and not self.edge.room_for(self, size):
             app = self.app
             self.app = _answer_busy  # uvicorn starts the app it finds here
             try:
@@ -375,6 +382,17 @@ class EdgeProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self._counted and not cycle.response_complete and not self.edge.take(self, len(body)):
+            self._answer_and_close(
+                _busy("Too many request bodies are pending (MAX_PENDING_BODY_BYTES).")
+            )
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -397,6 +415,9 @@ class EdgeProtocol(HttpToolsProtocol):
         """Upgrades are off (``ws="none"``): no log line per attempt for anyone to flood."""
 
     # -- the edge's own -----------------------------------------------------------------------
+
+    def body_older_than(self, seconds: float) -> bool:
+        return time.monotonic() - self.body_since >= seconds
 
     def waiting_for_answer(self) -> bool:
         """A request is in whole and the app has not answered it yet."""
@@ -464,8 +485,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._close()
 
     def _announced_body(self) -> int:
-        """Body bytes this request will hold: its Content-Length (at most MAX_BODY_BYTES, past
-        which the webhook refuses it unread), MAX_BODY_BYTES when chunked, else 0."""
+        """Body bytes this request says it will send: its Content-Length (at most
+        MAX_BODY_BYTES, past which the webhook refuses it unread), MAX_BODY_BYTES when chunked,
+        else 0."""
         for name, value in self.headers:
             if name == b"content-length":
                 return min(int(value), self.limits.max_body_bytes) if value.isdigit() else 0
