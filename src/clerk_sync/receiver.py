@@ -333,7 +333,7 @@ class Receiver:
             seq, count, prior = writes.record_values(next(answers))
             results = [next(answers) for _ in range(size)]
             recorded.append(_Recorded(p, seq, count, prior, _applied(p.plan, results)))
-        return self._conclude(conn, stmts, recorded, final)
+        return self._conclude(conn, stmts, recorded, final, now_ms)
 
     def _apply_hooked(
         self,
@@ -353,7 +353,7 @@ class Receiver:
             for hook in hooks:
                 hook(conn, event)
             r.applied = _applied(p.plan, writes.run(conn, _write_steps(stmts, p, now_ms)))
-        return self._conclude(conn, stmts, [r], final)
+        return self._conclude(conn, stmts, [r], final, now_ms)
 
     def _conclude(
         self,
@@ -361,6 +361,7 @@ class Receiver:
         stmts: writes.Statements,
         recorded: Sequence[_Recorded],
         final: dict[str, Status],
+        now_ms: int,
     ) -> list[Outcome]:
         """Find out why refused upserts were refused, set final statuses, build outcomes."""
         refused = [r for r in recorded if not r.duplicate and r.item.plan and not r.applied]
@@ -372,7 +373,17 @@ class Receiver:
             entity = _statements_of(stmts, own.kind)
             questions.append((entity.why, {"id": own.id, **_parent_values(own)}))
         replies = iter(writes.run(conn, questions))
-        reasons = {id(r): _stale_reason(r, next(replies)[0]) for r in refused}
+        reasons: dict[int, str] = {}
+        orphans: list[writes.Step] = []
+        for r in refused:
+            why, orphaned = _stale_reason(r, next(replies)[0])
+            reasons[id(r)] = why
+            if orphaned:
+                # Its newest version belongs to a deleted parent: it goes as if the parent's
+                # cascade had found it, and older copies of it stay out.
+                own = r.item.plan.writes[0]  # type: ignore[union-attr]
+                gone = Delete(own.kind, own.id, now_ms)
+                orphans += _steps_of(stmts, gone, now_ms, r.item.delivery.svix_id)
 
         outcomes: list[Outcome] = []
         finishes: list[writes.Step] = []
@@ -393,7 +404,7 @@ class Receiver:
             outcomes.append(
                 Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
             )
-        writes.run(conn, finishes)
+        writes.run(conn, [*orphans, *finishes])
         return outcomes
 
     def _record_step(self, stmts: writes.Statements, p: _Prepared) -> writes.Step:
@@ -487,7 +498,14 @@ def _steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> 
         (stmts.tombstone, {"kind": w.kind.name, "id": w.id, "deleted_at": w.deleted_at})
     ]
     for child, column in children(w.kind):
-        steps.append((_statements_of(stmts, child).cascades[column], {"b_parent": w.id}))
+        child_stmts = _statements_of(stmts, child)
+        steps.append(
+            (
+                child_stmts.cascade_tombstones[column],
+                {"b_parent": w.id, "deleted_at": w.deleted_at},
+            )
+        )
+        steps.append((child_stmts.cascades[column], {"b_parent": w.id}))
     for other, column in scrubbed_by(w.kind):
         steps.append((_statements_of(stmts, other).scrubs[column], {"b_parent": w.id}))
     steps.append((entity.delete, {"id": w.id}))
@@ -531,20 +549,20 @@ def _parent_values(w: Upsert) -> dict[str, Any]:
     return {column: w.row.get(column) for column in w.kind.parents}
 
 
-def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> str:
-    """Why an upsert that changed nothing is stale: its object (or a parent) was deleted, or
-    a newer version is stored."""
+def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> tuple[str, bool]:
+    """Why an upsert that changed nothing is stale — its object was deleted, a parent it names
+    was (then it is orphaned: True), or a newer version is stored."""
     assert r.item.plan is not None
     own = r.item.plan.writes[0]
     assert isinstance(own, Upsert)
     if answer[0]:
-        return f"{own.kind.name} {own.id} was deleted; deletes win"
+        return f"{own.kind.name} {own.id} was deleted; deletes win", False
     for (column, parent), tombstoned in zip(own.kind.parents.items(), answer[1:-1], strict=True):
         if tombstoned:
-            return f"its {parent} {own.row.get(column)} was deleted; deletes win"
+            return f"its {parent} {own.row.get(column)} was deleted; deletes win", True
     stored = answer[-1]
     stored_at = int(stored) // 4 if stored is not None else None
-    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}"
+    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}", False
 
 
 def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
@@ -553,6 +571,9 @@ def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
     for p in prepared:
         if p.plan is not None:
             keys |= p.plan.lock_keys()
+        if p.user_id is not None:
+            # The user its body names: that user's erasure must see this body, or wait for it.
+            keys.add(f"user:{p.user_id}")
     return list(keys)
 
 

@@ -11,10 +11,12 @@ The rules, as the README and ``docs/entities.md`` state them, written here indep
   keeps ``data.status``.
 * **Deletes win.** Any ``*.deleted`` of an object, in any order: it is absent and tombstoned
   (``tombstones``: kind, id).
-* **Parents.** A row whose parent is tombstoned is absent: a membership goes with
+* **Parents.** A row whose parent is tombstoned is absent, and tombstoned itself (so an older
+  copy that does not name the parent yet stays out): a membership goes with
   ``data.organization.id`` and ``data.public_user_data.user_id``, an invitation with
   ``organization_id`` and ``user_id``, a session with ``user_id``. A parent never seen does not
-  matter.
+  matter. (Clerk only ever adds a parent to a later version — an invitation gains its
+  accepter — so "its newest version names a deleted parent" is the whole rule.)
 * **Scrubs.** An invitation whose inviter (``inviter_id``) is a deleted user keeps its row
   without ``data.public_inviter_data`` (the inviter's name and e-mail).
 * **Embedded copies.** The organization inside a membership payload and the full user inside a
@@ -347,19 +349,21 @@ def expected_state(history: Iterable[Event]) -> State:
         if deleted is not None:
             tombstones[deleted[0]].add(deleted[1])
     rows: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in RULE}
+    orphans: dict[str, set[str]] = {kind: set() for kind in RULE}
     for (kind, object_id), ties in newest_writes(events).items():
         row = ties[0].row()
         if any(w.row() != row for w in ties[1:]):
             raise ValueError(f"two different {kind} {object_id} share version {ties[0].version}")
-        gone = object_id in tombstones[kind] or any(
-            parent_id in tombstones[parent] for parent, parent_id in ties[0].parents()
-        )
+        orphaned = any(parent_id in tombstones[parent] for parent, parent_id in ties[0].parents())
+        gone = object_id in tombstones[kind] or orphaned
+        if orphaned:
+            orphans[kind].add(object_id)
         if not gone:
             for (other, other_id), key in RULE[kind].scrubs(ties[0].obj):
                 if other_id in tombstones[other]:
                     row["data"] = {k: v for k, v in row["data"].items() if k != key}
             rows[kind][object_id] = row
-    return State(rows, {kind: frozenset(ids) for kind, ids in tombstones.items()})
+    return State(rows, {kind: frozenset(ids | orphans[kind]) for kind, ids in tombstones.items()})
 
 
 def actual_state(engine: Engine) -> State:

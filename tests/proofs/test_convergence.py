@@ -200,11 +200,6 @@ def invitation_history() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: the pending version of an invitation names no user, so it is written "
-    "after its accepter's user.deleted (or after the cascade) and the invitation comes back",
-)
 @pytest.mark.parametrize("order", [(2, 0, 1), (1, 2, 0)], ids=["delete-first", "create-last"])
 def test_invitation_accepted_by_a_deleted_user_converges(
     order: tuple[int, ...], receiver: Receiver, observer: Engine
@@ -240,11 +235,6 @@ def test_the_model_scrubs_a_deleted_inviter() -> None:
     assert row["data"]["inviter_id"] == USER_IDS[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: the inviter's data is scrubbed from stored invitations when the inviter is "
-    "deleted, but an invitation written after the delete keeps it",
-)
 def test_invitation_of_a_deleted_inviter_is_scrubbed(receiver: Receiver, observer: Engine) -> None:
     """With ``known_bugs.INVITED_BY_A_DELETED_USER`` on, the proofs find this: delivered after
     the inviter's ``user.deleted``, the invitation keeps the inviter's name and e-mail."""
@@ -253,11 +243,6 @@ def test_invitation_of_a_deleted_inviter_is_scrubbed(receiver: Receiver, observe
     check(Scenario(history, deliveries), [receiver.receive(d) for d in deliveries], observer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: a delivery locks its object and parents, not the user its body names, so "
-    "it can commit its body beside that user's delete (whose erase cannot see it yet)",
-)
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite runs one writer at a time
 @pytest.mark.parametrize(
     "named", ["organization.created", "organizationMembership.deleted", "email.created"]

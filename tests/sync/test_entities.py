@@ -354,20 +354,33 @@ def test_organization_deleted_before_its_created_refuses_it_and_its_children(
     late = receive(event("organizationMembership.created", membership))
     assert late.status == "stale"
     assert late.reason == "its organization org_2vEarlyDelete was deleted; deletes win"
-    for event_type, child in [
+    orphans = {("organization_membership", membership["id"])}
+    for event_type, kind, child in [
         (
             "organizationInvitation.created",
+            "organization_invitation",
             invitation_object(organization=org, email_address="x@example.com", updated_at=T0),
         ),
-        ("organizationDomain.created", domain_object(organization=org, updated_at=T0)),
+        (
+            "organizationDomain.created",
+            "organization_domain",
+            domain_object(organization=org, updated_at=T0),
+        ),
     ]:
         refused = receive(event(event_type, child))
         assert refused.status == "stale", event_type
         assert refused.reason == "its organization org_2vEarlyDelete was deleted; deletes win"
+        orphans.add((kind, child["id"]))
     assert row(observer, t.organizations_table, org["id"]) is None
     for table in (t.memberships_table, t.invitations_table, t.domains_table):
         assert rows(observer, table) == []
-    assert tombstones(observer) == {("organization", org["id"], T0 + 5_000)}
+    # Each child went with the organization for good: tombstoned, so no copy comes back.
+    found = tombstones(observer)
+    assert ("organization", org["id"], T0 + 5_000) in found
+    assert {(kind, object_id) for kind, object_id, _ in found} == {
+        ("organization", org["id"]),
+        *orphans,
+    }
 
 
 def test_organization_deleted_removes_its_memberships_invitations_and_domains(
@@ -458,6 +471,10 @@ def test_user_deleted_removes_memberships_sessions_and_accepted_invitations(
     pending = invitation_object(organization=org, email_address="p@example.com", updated_at=T0)
     receive(event("organizationInvitation.created", pending))
 
+    ada_children = {
+        table.name: [r["id"] for r in rows(observer, table, user_id=ada["id"])]
+        for table in (t.memberships_table, t.sessions_table, t.invitations_table)
+    }
     assert receive(deleted_user_event(ada["id"], timestamp=T0 + 1_000)).status == "processed"
 
     assert row(observer, t.users_table, ada["id"]) is None
@@ -466,7 +483,21 @@ def test_user_deleted_removes_memberships_sessions_and_accepted_invitations(
         assert len(rows(observer, table, user_id=grace["id"])) == 1
     assert row(observer, t.invitations_table, pending["id"]) is not None
     assert row(observer, t.organizations_table, org["id"]) is not None
-    assert tombstones(observer) == {("user", ada["id"], T0 + 1_000)}
+    # What went with the user went for good: tombstoned beside it, at its deletion time.
+    kinds = {
+        t.memberships_table.name: "organization_membership",
+        t.sessions_table.name: "session",
+        t.invitations_table.name: "organization_invitation",
+    }
+    assert all(ada_children.values())
+    assert tombstones(observer) == {
+        ("user", ada["id"], T0 + 1_000),
+        *(
+            (kinds[name], object_id, T0 + 1_000)
+            for name, ids in ada_children.items()
+            for object_id in ids
+        ),
+    }
 
 
 def test_a_session_of_a_deleted_user_is_stale_and_its_payload_not_kept(
@@ -982,4 +1013,10 @@ def test_the_history_covers_what_batches_must_get_right(
         ("user", "user_b_ada"),
         ("role", "role_b"),
         ("organization", "org_b_acme"),
+        # what went with them, for good:
+        ("organization_invitation", "orginv_b_ada"),
+        ("organization_domain", "orgdmn_b"),
+        ("session", "sess_b_ada"),
+        ("organization_membership", "orgmem_b_ada"),
+        ("organization_membership", "orgmem_b_grace"),
     }

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Connection,
     Dialect,
     Executable,
@@ -99,6 +100,8 @@ class EntityStatements:
     delete: Compiled
     cascades: Mapping[str, Compiled]
     """Column → ``DELETE … WHERE column = :id``, one per parent kind column."""
+    cascade_tombstones: Mapping[str, Compiled]
+    """Column → tombstones for the rows that cascade is about to delete."""
     scrubs: Mapping[str, Compiled]
     """Column → ``UPDATE … SET data = data without a key WHERE column = :id``."""
 
@@ -195,7 +198,14 @@ class Statements:
         guards = [~_tombstoned(self.tables, kind, "id")]
         guards += [~_tombstoned(self.tables, parent, col) for col, parent in parents.items()]
         guards.append(~self._redelivered())
-        row = select(*[bindparam(n, type_=table.c[n].type) for n in names]).where(*guards)
+        values: dict[str, Any] = {n: bindparam(n, type_=table.c[n].type) for n in names}
+        for col, (target, key) in scrubs.items():
+            # Written after its referent's delete (and scrub): arrive already scrubbed.
+            values["data"] = case(
+                (_tombstoned(self.tables, target, col), self._without(values["data"], key)),
+                else_=values["data"],
+            )
+        row = select(*values.values()).where(*guards)
         ins = _insert(self.dialect.name, table)
         upsert = (
             ins.from_select(names, row)
@@ -215,11 +225,27 @@ class Statements:
             col: self._compile(delete(table).where(table.c[col] == bindparam("b_parent")))
             for col in parents
         }
+        tombstones = self.tables.tombstones
+        cascade_tombstones = {
+            # The rows a cascade removes are deleted for good: an older copy of one that no
+            # longer names the deleted parent (a pending invitation) must not come back.
+            col: self._compile(
+                _insert(self.dialect.name, tombstones)
+                .from_select(
+                    ["kind", "id", "deleted_at"],
+                    select(
+                        literal(kind), table.c.id, bindparam("deleted_at", type_=BigInteger)
+                    ).where(table.c[col] == bindparam("b_parent")),
+                )
+                .on_conflict_do_nothing(index_elements=[tombstones.c.kind, tombstones.c.id])
+            )
+            for col in parents
+        }
         scrubbed = {
             col: self._compile(
                 update(table)
                 .where(table.c[col] == bindparam("b_parent"))
-                .values(data=self._without(table, key))
+                .values(data=self._without(table.c.data, key))
             )
             for col, (_, key) in scrubs.items()
         }
@@ -230,14 +256,15 @@ class Statements:
             why=self._compile(why),
             delete=self._compile(delete(table).where(table.c.id == bindparam("id"))),
             cascades=cascades,
+            cascade_tombstones=cascade_tombstones,
             scrubs=scrubbed,
         )
 
-    def _without(self, table: Table, key: str) -> Any:
-        """``data`` without its top-level ``key``, in the dialect's JSON functions."""
+    def _without(self, document: Any, key: str) -> Any:
+        """A JSON ``document`` without its top-level ``key``, in the dialect's functions."""
         if self.dialect.name == "postgresql":
-            return table.c.data.op("-")(literal(key))
-        return func.json_remove(table.c.data, literal(f"$.{key}"))
+            return document.op("-")(literal(key))
+        return func.json_remove(document, literal(f"$.{key}"))
 
 
 @cache
