@@ -155,8 +155,9 @@ class Settings(BaseSettings):
     )
     rate_limit_webhook_rejected: str = Field(
         default="60/minute",
-        description="Budget of webhook requests per client IP that fail verification (4xx); "
-        "once spent, that IP gets 429 before parsing. Empty: no budget.",
+        description="Budget per client IP of webhook requests that fail verification (4xx but "
+        "422). Once spent, that IP's failing requests get 429 instead of 400/401; a request "
+        "that verifies is never refused. Empty: no budget.",
     )
     rate_limit_api: str = Field(
         default="600/minute",

@@ -21,10 +21,10 @@ from sqlalchemy import Engine, select, text
 
 from clerk_sync.devtools import encode, sign_headers, user_event, user_object
 from clerk_sync.store import make_engine
-from tests.helpers.tables import events_table, users_table
 from clerk_sync.web import WEBHOOK_PATH
 from tests.conftest import SECRET
 from tests.e2e.server import ServerProcess
+from tests.helpers.tables import events_table, users_table
 
 SLOW_COMMITS = "-c commit_delay=100000 -c commit_siblings=0"
 """commit_delay's maximum is 100 ms; the delay is taken on the WAL flush, twice per commit here

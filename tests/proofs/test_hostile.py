@@ -33,10 +33,10 @@ from starlette.testclient import TestClient
 
 from clerk_sync.devtools import encode, new_msg_id, sign_headers, user_event, user_object
 from clerk_sync.store import make_engine
-from tests.helpers.tables import events_table
 from clerk_sync.web import WEBHOOK_PATH, create_app
 from tests.conftest import OTHER_SECRET, SECRET, migrated_sqlite
 from tests.e2e.server import ServerProcess
+from tests.helpers.tables import events_table
 from tests.proofs.hypothesis_settings import proof_settings
 from tests.web.conftest import make_settings
 
