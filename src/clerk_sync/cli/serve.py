@@ -93,9 +93,9 @@ def serve(
     settings.webhook_secrets()  # refuse to start without a usable secret
     refuse_dev_secret(settings)
     check_tls(ssl_certfile, ssl_keyfile)
-    limits = EdgeLimits.from_settings(settings)
     check_port_free(host, port)
     configure_logging(settings.log_level, log_format)
+    limits = EdgeLimits.from_settings(settings)  # after logging: it may warn
     with open_engine(settings, require_current=False) as engine:
         ensure_schema(engine, naming=deployment(settings).naming)
         app = create_app(settings, engine=engine, log_format=log_format)
