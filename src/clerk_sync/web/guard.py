@@ -23,10 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -192,9 +191,6 @@ class Guard:
         self.rejected = Budget("rejected", rejected, limiter)
         self.api = Budget("api", api, limiter)
         self.needs_address = bool(allowed_sources or trusted_proxies)
-        delivery_log = logging.getLogger("clerk_sync.delivery")
-        if _QUIET not in delivery_log.filters:
-            delivery_log.addFilter(_QUIET)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -255,8 +251,13 @@ class Guard:
             await self.api.spend(self.client_key(scope)[0])
 
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[int]]
-"""An ASGI handler that returns the status it answered (0 when the client left)."""
+class Handler(Protocol):
+    """The webhook handler: answers and returns the status it sent (0 when the client left);
+    ``quiet`` drops its log line for a refusal (the caller logs a summary instead)."""
+
+    def __call__(
+        self, scope: Scope, receive: Receive, send: Send, *, quiet: bool = False
+    ) -> Awaitable[int]: ...
 
 
 async def answer_over_budget(
@@ -274,33 +275,12 @@ async def answer_over_budget(
         if not replaced:
             await send(message)
 
-    token = _over_budget.set(True)
-    try:
-        status = await handler(scope, receive, send_unless_failed)
-    finally:
-        _over_budget.reset(token)
+    status = await handler(scope, receive, send_unless_failed, quiet=True)
     if not replaced:
         return status
     refusal = await ticket.refusal()
     await refuse(send, refusal)
     return refusal.http_status
-
-
-_over_budget: ContextVar[bool] = ContextVar("clerk_sync_over_budget", default=False)
-
-
-class _QuietOverBudget(logging.Filter):
-    """Drops the per-request ``rejected`` line of a request answered by
-    :func:`answer_over_budget`, so a flood of forgeries is not a flood of log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _over_budget.get():
-            return True
-        fields = getattr(record, "delivery", None)
-        return not (isinstance(fields, dict) and str(fields.get("outcome")).startswith("rejected"))
-
-
-_QUIET = _QuietOverBudget()
 
 
 def failed_verification(status: int) -> bool:

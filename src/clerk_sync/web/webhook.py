@@ -49,8 +49,11 @@ class WebhookEndpoint:
         self.committer = committer
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Handle one delivery; returns the HTTP status sent (0 when the client left)."""
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, *, quiet: bool = False
+    ) -> int:
+        """Handle one delivery; returns the HTTP status sent (0 when the client left).
+        ``quiet``: no log line for a refusal (the guard logs a summary of those instead)."""
         started = time.perf_counter()
         headers = {
             name.decode("latin-1"): value.decode("latin-1")
@@ -63,7 +66,8 @@ class WebhookEndpoint:
         except ClientGone:
             return 0
         except ClerkSyncError as exc:
-            _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
+            if not quiet:
+                _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
             extra = ABORT_HEADERS if isinstance(exc, InvalidPayload) else None
             await send_json(send, exc.http_status, exc.to_dict(), extra)
             return exc.http_status
