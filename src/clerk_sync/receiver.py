@@ -376,13 +376,14 @@ class Receiver:
         reasons: dict[int, str] = {}
         orphans: list[writes.Step] = []
         for r in refused:
-            why, orphaned = _stale_reason(r, next(replies)[0])
+            why, orphaned_at = _stale_reason(r, next(replies)[0])
             reasons[id(r)] = why
-            if orphaned:
+            if orphaned_at is not None:
                 # Its newest version belongs to a deleted parent: it goes as if the parent's
-                # cascade had found it, and older copies of it stay out.
+                # cascade had found it (at the parent's deletion time), and older copies of it
+                # stay out.
                 own = r.item.plan.writes[0]  # type: ignore[union-attr]
-                gone = Delete(own.kind, own.id, now_ms)
+                gone = Delete(own.kind, own.id, orphaned_at)
                 orphans += _steps_of(stmts, gone, now_ms, r.item.delivery.svix_id)
 
         outcomes: list[Outcome] = []
@@ -549,20 +550,26 @@ def _parent_values(w: Upsert) -> dict[str, Any]:
     return {column: w.row.get(column) for column in w.kind.parents}
 
 
-def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> tuple[str, bool]:
+def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> tuple[str, int | None]:
     """Why an upsert that changed nothing is stale — its object was deleted, a parent it names
-    was (then it is orphaned: True), or a newer version is stored."""
+    was (then it is orphaned: the earliest such deletion time), or a newer version is
+    stored."""
     assert r.item.plan is not None
     own = r.item.plan.writes[0]
     assert isinstance(own, Upsert)
     if answer[0]:
-        return f"{own.kind.name} {own.id} was deleted; deletes win", False
-    for (column, parent), tombstoned in zip(own.kind.parents.items(), answer[1:-1], strict=True):
-        if tombstoned:
-            return f"its {parent} {own.row.get(column)} was deleted; deletes win", True
+        return f"{own.kind.name} {own.id} was deleted; deletes win", None
+    deleted = [
+        (int(at), parent, own.row.get(column))
+        for (column, parent), at in zip(own.kind.parents.items(), answer[1:-1], strict=True)
+        if at is not None
+    ]
+    if deleted:
+        at, parent, parent_id = min(deleted, key=lambda d: d[0])
+        return f"its {parent} {parent_id} was deleted; deletes win", at
     stored = answer[-1]
     stored_at = int(stored) // 4 if stored is not None else None
-    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}", False
+    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}", None
 
 
 def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:

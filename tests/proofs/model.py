@@ -366,6 +366,33 @@ def expected_state(history: Iterable[Event]) -> State:
     return State(rows, {kind: frozenset(ids | orphans[kind]) for kind, ids in tombstones.items()})
 
 
+def tombstone_times(history: Iterable[Event]) -> dict[Key, frozenset[int]]:
+    """Each tombstone's possible ``deleted_at``: an object deleted only by its own events is
+    stamped with the earliest of them; one that went with a parent may carry that parent's
+    time instead (which deletion reaches it first depends on delivery order, so the proofs
+    accept any of them)."""
+    events = list(history)
+    own: dict[Key, set[int]] = {}
+    for event in events:
+        deleted = effects(event).deleted
+        if deleted is not None:
+            own.setdefault(deleted, set()).add(event_ms(event))
+    times = {key: frozenset({min(at)}) for key, at in own.items()}
+    for key, ties in newest_writes(events).items():
+        parents = [times[p] for p in ties[0].parents() if p in times]
+        if parents:
+            times[key] = frozenset(
+                own.get(key, set()).union(*parents) if key in own else frozenset().union(*parents)
+            )
+    return times
+
+
+def event_ms(event: Event) -> int:
+    """The envelope ``timestamp`` in ms (below 10^12 it was sent in seconds)."""
+    at = int(event["timestamp"])
+    return at * 1000 if at < 10**12 else at
+
+
 def actual_state(engine: Engine) -> State:
     """Read the same shape back with SQLAlchemy Core, through a connection of its own."""
     rows: dict[str, dict[str, dict[str, Any]]] = {}

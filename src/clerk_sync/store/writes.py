@@ -83,6 +83,25 @@ def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+def _earliest(tombstones: Table, ins: Any) -> Any:
+    """A tombstone written twice (a delete, and its parent's cascade) keeps the earliest
+    deletion time, so its value does not depend on the order they came in."""
+    return case(
+        (ins.excluded.deleted_at < tombstones.c.deleted_at, ins.excluded.deleted_at),
+        else_=tombstones.c.deleted_at,
+    )
+
+
+def _deleted_at(tables: Tables, kind: Any, id_param: str) -> Any:
+    """When the object ``kind``/``:id_param`` was deleted, or NULL."""
+    t = tables.tombstones
+    return (
+        select(t.c.deleted_at)
+        .where(and_(t.c.kind == kind, t.c.id == bindparam(id_param)))
+        .scalar_subquery()
+    )
+
+
 def _tombstoned(tables: Tables, kind: Any, id_param: str) -> Any:
     t = tables.tombstones
     return exists().where(and_(t.c.kind == kind, t.c.id == bindparam(id_param)))
@@ -96,7 +115,8 @@ class EntityStatements:
     json_columns: frozenset[str]
     upsert: Compiled
     why: Compiled
-    """``(tombstoned, parent tombstoned…, stored sync_version)`` of a refused upsert."""
+    """``(tombstoned, each parent's deleted_at or NULL…, stored sync_version)`` of a refused
+    upsert."""
     delete: Compiled
     cascades: Mapping[str, Compiled]
     """Column → ``DELETE … WHERE column = :id``, one per parent kind column."""
@@ -150,10 +170,14 @@ class Statements:
             .where(events.c.payload.is_not(None))
             .values(payload=None)
         )
+        ins_t = _insert(d, tombstones)
         self.tombstone = self._compile(
-            _insert(d, tombstones)
-            .values(kind=bindparam("kind"), id=bindparam("id"), deleted_at=bindparam("deleted_at"))
-            .on_conflict_do_nothing(index_elements=[tombstones.c.kind, tombstones.c.id])
+            ins_t.values(
+                kind=bindparam("kind"), id=bindparam("id"), deleted_at=bindparam("deleted_at")
+            ).on_conflict_do_update(
+                index_elements=[tombstones.c.kind, tombstones.c.id],
+                set_={"deleted_at": _earliest(tombstones, ins_t)},
+            )
         )
         # Sorted in a subquery so every transaction takes its locks in one global order.
         self.advisory_locks = self._compile(
@@ -218,27 +242,17 @@ class Statements:
         )
         why = select(
             _tombstoned(self.tables, kind, "id"),
-            *[_tombstoned(self.tables, parent, col) for col, parent in parents.items()],
+            *[_deleted_at(self.tables, parent, col) for col, parent in parents.items()],
             select(table.c.sync_version).where(table.c.id == bindparam("id")).scalar_subquery(),
         )
         cascades = {
             col: self._compile(delete(table).where(table.c[col] == bindparam("b_parent")))
             for col in parents
         }
-        tombstones = self.tables.tombstones
         cascade_tombstones = {
             # The rows a cascade removes are deleted for good: an older copy of one that no
             # longer names the deleted parent (a pending invitation) must not come back.
-            col: self._compile(
-                _insert(self.dialect.name, tombstones)
-                .from_select(
-                    ["kind", "id", "deleted_at"],
-                    select(
-                        literal(kind), table.c.id, bindparam("deleted_at", type_=BigInteger)
-                    ).where(table.c[col] == bindparam("b_parent")),
-                )
-                .on_conflict_do_nothing(index_elements=[tombstones.c.kind, tombstones.c.id])
-            )
+            col: self._cascade_tombstones(table, kind, col)
             for col in parents
         }
         scrubbed = {
@@ -258,6 +272,19 @@ class Statements:
             cascades=cascades,
             cascade_tombstones=cascade_tombstones,
             scrubs=scrubbed,
+        )
+
+    def _cascade_tombstones(self, table: Table, kind: str, column: str) -> Compiled:
+        tombstones = self.tables.tombstones
+        ins = _insert(self.dialect.name, tombstones)
+        rows = select(literal(kind), table.c.id, bindparam("deleted_at", type_=BigInteger))
+        return self._compile(
+            ins.from_select(
+                ["kind", "id", "deleted_at"], rows.where(table.c[column] == bindparam("b_parent"))
+            ).on_conflict_do_update(
+                index_elements=[tombstones.c.kind, tombstones.c.id],
+                set_={"deleted_at": _earliest(tombstones, ins)},
+            )
         )
 
     def _without(self, document: Any, key: str) -> Any:
