@@ -266,8 +266,10 @@ class GroupCommitter:
             try:
                 first = self._queue.get_nowait()
             except queue.Empty:
-                self.receiver.idle()
-                first = self._queue.get()
+                try:
+                    first = self._queue.get(timeout=self.receiver.idle())
+                except queue.Empty:
+                    return []  # the receiver's idle moment is due again
             if first is None:
                 return None
             jobs = [first]

@@ -161,24 +161,28 @@ class Receiver:
         results = self._commit_all(prepared)
         if any(_erases(p) for p in prepared):
             self._erased_at = time.monotonic()
-            self.idle(throttled=True)
+            self.idle()
         return results
 
-    def idle(self, *, throttled: bool = False) -> None:
-        """Let SQLite copy erased pages out of its write-ahead log now that nothing waits: until
+    def idle(self) -> float | None:
+        """Copy SQLite's write-ahead log into the database file after a batch that erased: until
         a checkpoint the WAL file still holds the page images a deleted user's data was in.
-        Writers call this when their queue is empty; after a batch that erased, it runs at
-        most once a second (``throttled``) so a stream of deletes does not checkpoint on every
-        batch."""
+
+        Runs at most once a second, so a stream of deletes does not checkpoint every batch
+        (a checkpoint took a quarter of the writer's time when it ran on every idle moment).
+        Writers call it when their queue is empty; it returns how long they may wait for the
+        next delivery before calling it again (None: no checkpoint is owed)."""
         if self._erased_at is None or not is_sqlite(self.engine):
-            return
+            return None
         now = time.monotonic()
-        if throttled and now - self._checkpointed_at < _CHECKPOINT_EVERY:
-            return
-        self._erased_at = None
+        due = self._checkpointed_at + _CHECKPOINT_EVERY - now
+        if due > 0:
+            return due
         self._checkpointed_at = now
-        if not checkpoint(self.engine):
-            self._erased_at = now  # readers held it back: try again when next idle
+        if checkpoint(self.engine):
+            self._erased_at = None
+            return None
+        return _CHECKPOINT_EVERY  # readers held it back: again in a second
 
     def _commit_all(self, prepared: Sequence[_Prepared]) -> list[Outcome | StoreUnavailable]:
         if len(prepared) > 1:

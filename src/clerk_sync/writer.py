@@ -464,7 +464,7 @@ def serve_pipe(
     write_fd: int,
     *,
     max_batch: int,
-    idle: Callable[[], None] = lambda: None,
+    idle: Callable[[], float | None] = lambda: None,
 ) -> None:
     """Read deliveries until end-of-file, commit them in batches, answer each after its commit.
 
@@ -484,8 +484,8 @@ def serve_pipe(
         if not open_ and not pending:
             return None
         if open_ and not pending:
-            idle()
-            select.select([read_fd], [], [])
+            # Wait for deliveries, or until the receiver wants its idle moment again.
+            select.select([read_fd], [], [], idle())
         while open_:
             try:
                 data = os.read(read_fd, _READ_SIZE)

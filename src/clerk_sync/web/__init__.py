@@ -153,15 +153,11 @@ class ClerkSyncApp:
         """The allowlist and webhook budget may refuse before anything is read; the budget of
         failures never refuses a delivery that verifies (see :mod:`.guard`)."""
         try:
-            ticket = await self.guard.admit_webhook(scope)
+            key = await self.guard.admit_webhook(scope)
         except Refused as exc:
             await refuse(send, exc)
             return
-        if ticket.over_budget:
-            status = await self.guard.answer_over_budget(ticket, self.webhook, scope, receive, send)
-        else:
-            status = await self.webhook(scope, receive, send)
-        await self.guard.webhook_answered(ticket, status)
+        await self.guard.answer_webhook(key, self.webhook, scope, receive, send)
 
 
 __all__ = ["WEBHOOK_PATH", "ClerkSyncApp", "create_app"]

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from ..committer import Committer
-from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge
+from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge, Refused
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
-from .responses import Receive, Scope, Send, send_json
+from .responses import Receive, Scope, Send, refuse, send_json
 
 log = logging.getLogger("clerk_sync.delivery")
+Gate = Callable[[], Awaitable[Refused | None]]
+"""Asked before a failing request is refused: None to refuse it as usual, or the refusal to
+send instead."""
+
+
+def failed_verification(status: int) -> bool:
+    """Whether a webhook answer means the request was refused before it verified: a 4xx
+    other than 422 (a verified delivery whose content can never be applied)."""
+    return 400 <= status < 500 and status != 422
+
 
 ABORT_HEADERS = {"webhook-delivery": "abort-message"}
 """Tells Svix to stop retrying a message that can never succeed."""
@@ -50,10 +61,14 @@ class WebhookEndpoint:
         self.max_body = max_body
 
     async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, *, quiet: bool = False
+        self, scope: Scope, receive: Receive, send: Send, *, gate: Gate | None = None
     ) -> int:
         """Handle one delivery; returns the HTTP status sent (0 when the client left).
-        ``quiet``: no log line for a refusal (the guard logs a summary of those instead)."""
+
+        ``gate`` is asked before a request that failed verification is refused (or when its
+        client left): it may answer with a refusal of its own instead (the guard's 429 once
+        the budget of failures is spent), which is then sent without this request's log line.
+        A request that verifies never meets it."""
         started = time.perf_counter()
         headers = {
             name.decode("latin-1"): value.decode("latin-1")
@@ -64,10 +79,16 @@ class WebhookEndpoint:
         try:
             outcome = await self._receive(headers, receive)
         except ClientGone:
+            if gate is not None:
+                await gate()
             return 0
         except ClerkSyncError as exc:
-            if not quiet:
-                _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
+            if gate is not None and failed_verification(exc.http_status):
+                instead = await gate()
+                if instead is not None:
+                    await refuse(send, instead)
+                    return instead.http_status
+            _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
             extra = ABORT_HEADERS if isinstance(exc, InvalidPayload) else None
             await send_json(send, exc.http_status, exc.to_dict(), extra)
             return exc.http_status
