@@ -38,15 +38,26 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Engine, String
 from sqlalchemy.exc import DBAPIError
 
-from .entities import Delete, Kind, Plan, Upsert, Write, children, route, scrubbed_by, tables
+from .classify import log_text, unstorable
+from .entities import Delete, Plan, Upsert, route, tables
 from .entities import kind as kinds
 from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
 from .events import Status, decode_envelope
 from .hooks import ChangeEvent, InTransactionHook, InTransactionHooks, UserDeletedHook
+from .plan_sql import (
+    applied,
+    erases,
+    key,
+    parent_values,
+    stale_reason,
+    starts_run,
+    statements_of,
+    steps_of,
+    write_steps,
+)
 from .store import Tables, writes
 from .store.engine import WRITE_OPTIONS, checkpoint, is_sqlite
 
@@ -159,7 +170,7 @@ class Receiver:
         now_ms = int(self._clock() * 1000)
         prepared = [self._prepare(d, now_ms) for d in deliveries]
         results = self._commit_all(prepared)
-        if any(_erases(p) for p in prepared):
+        if any(erases(p.plan) for p in prepared):
             self._erased_at = time.monotonic()
             self.idle()
         return results
@@ -250,9 +261,9 @@ class Receiver:
         if routed is None:
             return _Prepared(*common, Status.IGNORED, f"clerk-sync does not sync {common[2]!r}")
         kind, action = routed
-        unstorable = _unstorable(delivery.body, envelope.data)
-        if unstorable is not None:
-            return _Prepared(*common, Status.FAILED, unstorable, InvalidPayload.code)
+        problem = unstorable(delivery.body, envelope.data)
+        if problem is not None:
+            return _Prepared(*common, Status.FAILED, problem, InvalidPayload.code)
         try:
             plan = kinds.plan(kind, envelope, action, received)
         except InvalidPayload as exc:
@@ -300,12 +311,12 @@ class Receiver:
         for p in prepared:
             hooks = self.hooks.matching(p.event_type) if p.plan and p.event_type else ()
             if not hooks:
-                if p.plan is not None and _starts_run(p.plan, owned):
+                if p.plan is not None and starts_run(p.plan, owned):
                     outcomes += self._apply_run(conn, stmts, run, now_ms, final)
                     run, owned = [], set()
                 run.append(p)
                 if p.plan is not None:
-                    owned.add(_key(p.plan.writes[0]))
+                    owned.add(key(p.plan.writes[0]))
                 continue
             outcomes += self._apply_run(conn, stmts, run, now_ms, final)
             run, owned = [], set()
@@ -328,7 +339,7 @@ class Receiver:
         sizes: list[int] = []
         for p in run:
             steps.append(self._record_step(stmts, p))
-            own = _write_steps(stmts, p, now_ms) if p.plan else []
+            own = write_steps(stmts, p.plan, now_ms, p.delivery.svix_id) if p.plan else []
             sizes.append(len(own))
             steps += own
         answers = iter(writes.run(conn, steps))
@@ -336,7 +347,7 @@ class Receiver:
         for p, size in zip(run, sizes, strict=True):
             seq, count, prior = writes.record_values(next(answers))
             results = [next(answers) for _ in range(size)]
-            recorded.append(_Recorded(p, seq, count, prior, _applied(p.plan, results)))
+            recorded.append(_Recorded(p, seq, count, prior, applied(p.plan, results)))
         return self._conclude(conn, stmts, recorded, final, now_ms)
 
     def _apply_hooked(
@@ -356,7 +367,9 @@ class Receiver:
             event = ChangeEvent(p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {})
             for hook in hooks:
                 hook(conn, event)
-            r.applied = _applied(p.plan, writes.run(conn, _write_steps(stmts, p, now_ms)))
+            r.applied = applied(
+                p.plan, writes.run(conn, write_steps(stmts, p.plan, now_ms, p.delivery.svix_id))
+            )
         return self._conclude(conn, stmts, [r], final, now_ms)
 
     def _conclude(
@@ -374,21 +387,23 @@ class Receiver:
             assert r.item.plan is not None
             own = r.item.plan.writes[0]
             assert isinstance(own, Upsert)
-            entity = _statements_of(stmts, own.kind)
-            questions.append((entity.why, {"id": own.id, **_parent_values(own)}))
+            entity = statements_of(stmts, own.kind)
+            questions.append((entity.why, {"id": own.id, **parent_values(own)}))
         replies = iter(writes.run(conn, questions))
         reasons: dict[int, str] = {}
         orphans: list[writes.Step] = []
         for r in refused:
-            why, orphaned_at = _stale_reason(r, next(replies)[0])
+            assert r.item.plan is not None
+            upsert = r.item.plan.writes[0]
+            assert isinstance(upsert, Upsert)
+            why, orphaned_at = stale_reason(upsert, next(replies)[0])
             reasons[id(r)] = why
             if orphaned_at is not None:
                 # Its newest version belongs to a deleted parent: it goes as if the parent's
                 # cascade had found it (at the parent's deletion time), and older copies of it
                 # stay out.
-                own = r.item.plan.writes[0]  # type: ignore[union-attr]
-                gone = Delete(own.kind, own.id, orphaned_at)
-                orphans += _steps_of(stmts, gone, now_ms, r.item.delivery.svix_id)
+                gone = Delete(upsert.kind, upsert.id, orphaned_at)
+                orphans += steps_of(stmts, gone, now_ms, r.item.delivery.svix_id)
 
         outcomes: list[Outcome] = []
         finishes: list[writes.Step] = []
@@ -427,153 +442,14 @@ class Receiver:
                 "delivery_count": 1,
                 "status": p.status.value,
                 "error": p.reason,
-                "payload": _text(d.body),
+                "payload": log_text(d.body),
             },
         )
-
-
-def _text(body: bytes) -> str:
-    """The body as the log's text column holds it (a raw NUL only occurs in a body that is not
-    JSON, and PostgreSQL cannot store it)."""
-    text = body.decode("utf-8", errors="replace")
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
-MAX_JSON_DEPTH = 254
-"""Deepest nesting of objects and arrays in ``data`` that can be stored: orjson, which writes
-the JSON columns, refuses to encode deeper."""
-
-
-def _unstorable(body: bytes, data: dict[str, Any]) -> str | None:
-    """Why ``data`` can never be stored, if it cannot: nested deeper than the JSON encoder
-    goes, or holding a NUL character (PostgreSQL stores none, in text or in ``jsonb``). Both
-    are checked on the bytes first, so an ordinary event costs two ``count`` and one ``in``."""
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
-        try:
-            orjson.dumps(data)
-        except orjson.JSONEncodeError:
-            return (
-                f"The event's data nests objects or arrays more than {MAX_JSON_DEPTH} levels "
-                "deep, which clerk-sync cannot store; it can never be applied."
-            )
-    if b"\\u0000" in body and _holds_nul(data):
-        return (
-            "The event holds a NUL character (\\u0000), which PostgreSQL cannot store; "
-            "it can never be applied."
-        )
-    return None
-
-
-def _holds_nul(value: Any) -> bool:
-    """Whether any key or string inside ``value`` holds NUL (a ``\\\\u0000`` in the body may be
-    an escaped backslash instead). Iterative: decoded JSON may be deeper than Python recurses."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def default_tables() -> Tables:
     """The tables of a deployment with no ``TABLE_PREFIX`` or ``DATABASE_SCHEMA``."""
     return tables()
-
-
-def _write_steps(stmts: writes.Statements, p: _Prepared, now_ms: int) -> list[writes.Step]:
-    """The statements of a delivery's plan, in order; its own write first."""
-    assert p.plan is not None
-    steps: list[writes.Step] = []
-    for w in p.plan.writes:
-        steps += _steps_of(stmts, w, now_ms, p.delivery.svix_id)
-    return steps
-
-
-def _steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> list[writes.Step]:
-    entity = _statements_of(stmts, w.kind)
-    if isinstance(w, Upsert):
-        return [(entity.upsert, entity.upsert_values(w.row, now_ms, svix_id))]
-    steps: list[writes.Step] = [
-        (stmts.tombstone, {"kind": w.kind.name, "id": w.id, "deleted_at": w.deleted_at})
-    ]
-    for child, column in children(w.kind):
-        child_stmts = _statements_of(stmts, child)
-        steps.append(
-            (
-                child_stmts.cascade_tombstones[column],
-                {"b_parent": w.id, "deleted_at": w.deleted_at},
-            )
-        )
-        steps.append((child_stmts.cascades[column], {"b_parent": w.id}))
-    for other, column in scrubbed_by(w.kind):
-        steps.append((_statements_of(stmts, other).scrubs[column], {"b_parent": w.id}))
-    steps.append((entity.delete, {"id": w.id}))
-    if w.kind.personal:
-        steps.append((stmts.erase, {"b_user": w.id}))
-    return steps
-
-
-def _statements_of(stmts: writes.Statements, kind: Kind) -> writes.EntityStatements:
-    return stmts.entity(kind.name, kind.parents, kind.scrubs)
-
-
-def _key(w: Write) -> str:
-    return f"{w.kind.name}:{w.id}"
-
-
-def _starts_run(plan: Plan, owned: set[str]) -> bool:
-    """Whether a delivery must wait for the run before it: the questions asked about a run's
-    refused upserts (why: a tombstone, a newer version) are answered after the whole run, so
-    no later delivery in it may delete anything or write an object an earlier one is about."""
-    if isinstance(plan.writes[0], Delete):
-        return True
-    return any(_key(w) in owned for w in plan.writes)
-
-
-def _erases(p: _Prepared) -> bool:
-    """Whether the delivery deletes an object with personal data (a user)."""
-    return p.plan is not None and any(
-        isinstance(w, Delete) and w.kind.personal for w in p.plan.writes
-    )
-
-
-def _applied(plan: Plan | None, results: list[list[Any]]) -> bool:
-    """Whether the plan's own write took effect (the first statement's answer)."""
-    if plan is None:
-        return True
-    return isinstance(plan.writes[0], Delete) or bool(results and results[0])
-
-
-def _parent_values(w: Upsert) -> dict[str, Any]:
-    return {column: w.row.get(column) for column in w.kind.parents}
-
-
-def _stale_reason(r: _Recorded, answer: Sequence[Any]) -> tuple[str, int | None]:
-    """Why an upsert that changed nothing is stale — its object was deleted, a parent it names
-    was (then it is orphaned: the earliest such deletion time), or a newer version is
-    stored."""
-    assert r.item.plan is not None
-    own = r.item.plan.writes[0]
-    assert isinstance(own, Upsert)
-    if answer[0]:
-        return f"{own.kind.name} {own.id} was deleted; deletes win", None
-    deleted = [
-        (int(at), parent, own.row.get(column))
-        for (column, parent), at in zip(own.kind.parents.items(), answer[1:-1], strict=True)
-        if at is not None
-    ]
-    if deleted:
-        at, parent, parent_id = min(deleted, key=lambda d: d[0])
-        return f"its {parent} {parent_id} was deleted; deletes win", at
-    stored = answer[-1]
-    stored_at = int(stored) // 4 if stored is not None else None
-    return f"updated_at {own.updated_at} is not newer than the stored {stored_at}", None
 
 
 def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
