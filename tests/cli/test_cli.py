@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import subprocess
@@ -19,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -32,6 +30,7 @@ from clerk_sync.store import make_engine, upgrade
 from clerk_sync.store.migrate import VERSION_TABLE, head_revision
 from tests.conftest import PG_ADMIN_URL, SECRET, USER_KEYS, migrated_sqlite
 from tests.e2e.server import CliResult, clean_env, free_port, run_cli, run_cli_many
+from tests.helpers.databases import empty_database
 from tests.helpers.instance import (
     MEMBERSHIP_KEYS,
     ODD_ORG_ID,
@@ -75,22 +74,8 @@ def _json(result: CliResult) -> Any:
 @pytest.fixture
 def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all: a new SQLite file, or a new PostgreSQL database."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    admin = make_url(normalize_database_url(PG_ADMIN_URL)).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    name = f"clerk_sync_cli_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {exc}", pytrace=False)
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_database(backend, tmp_path, "cli") as url:
+        yield url
 
 
 def test_refusals_are_one_clear_line(tmp_path: Path) -> None:

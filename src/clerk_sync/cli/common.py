@@ -176,3 +176,49 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     return str(value)
+
+
+def list_objects(
+    kind_name: str,
+    columns: list[tuple[str, str]],
+    noun: str,
+    *,
+    limit: int,
+    as_json: bool,
+    cursor: str | None = None,
+    where: dict[str, str] | None = None,
+    search: tuple[tuple[str, ...], str] | None = None,
+) -> None:
+    """List one entity kind's objects by id (the ``… list`` commands)."""
+    from ..entities import kind_named
+    from ..store import reads
+
+    settings = load_settings()
+    kind = kind_named(kind_name)
+    with open_engine(settings) as engine:
+        rows, _ = reads.list_rows(
+            engine,
+            deployment(settings),
+            kind.name,
+            kind.read_fields(),
+            limit=limit,
+            cursor=cursor,
+            where=where,
+            search=search,
+        )
+    print_rows(rows, columns, noun, as_json=as_json)
+
+
+def show_object(kind_name: str, object_id: str, noun: str, *, as_json: bool) -> None:
+    """Print one object (the ``… show`` commands); exit 1 when it is absent."""
+    from ..entities import kind_named
+    from ..errors import NotFound
+    from ..store import reads
+
+    settings = load_settings()
+    kind = kind_named(kind_name)
+    with open_engine(settings) as engine:
+        row = reads.get_row(engine, deployment(settings), kind.name, kind.read_fields(), object_id)
+    if row is None:
+        raise NotFound(f"No {noun} {object_id!r}: never synced, or deleted.")
+    print_object(row, as_json=as_json)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ..entities import kind_named
 from ..errors import InvalidParameter
-from ..store import reads
-from .common import deployment, load_settings, open_engine, print_rows, reports_errors
+from .common import list_objects, reports_errors
 
 app = typer.Typer(help="Inspect organization memberships.", no_args_is_help=True)
 COLUMNS = [
@@ -30,11 +28,7 @@ def list_cmd(
     """List the memberships of one organization (--org) or of one user (--user)."""
     if bool(org) == bool(user):
         raise InvalidParameter("Give exactly one of --org ID or --user ID.")
-    settings = load_settings()
-    kind = kind_named("organization_membership")
     where = {"organization_id": org} if org else {"user_id": user}
-    with open_engine(settings) as engine:
-        rows, _ = reads.list_rows(
-            engine, deployment(settings), kind.name, kind.read_fields(), limit=limit, where=where
-        )
-    print_rows(rows, COLUMNS, "membership", as_json=as_json)
+    list_objects(
+        "organization_membership", COLUMNS, "membership", limit=limit, as_json=as_json, where=where
+    )

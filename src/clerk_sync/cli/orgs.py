@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..entities import kind_named
-from ..errors import NotFound
-from ..store import reads
-from .common import (
-    deployment,
-    load_settings,
-    open_engine,
-    print_object,
-    print_rows,
-    reports_errors,
-)
+from .common import list_objects, reports_errors, show_object
 
 app = typer.Typer(help="Inspect synced organizations.", no_args_is_help=True)
 COLUMNS = [
@@ -34,18 +24,9 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """List organizations by id."""
-    settings = load_settings()
-    kind = kind_named("organization")
-    with open_engine(settings) as engine:
-        rows, _ = reads.list_rows(
-            engine,
-            deployment(settings),
-            kind.name,
-            kind.read_fields(),
-            limit=limit,
-            cursor=cursor or None,
-        )
-    print_rows(rows, COLUMNS, "organization", as_json=as_json)
+    list_objects(
+        "organization", COLUMNS, "organization", limit=limit, as_json=as_json, cursor=cursor or None
+    )
 
 
 @app.command("show")
@@ -55,10 +36,4 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Show one organization."""
-    settings = load_settings()
-    kind = kind_named("organization")
-    with open_engine(settings) as engine:
-        row = reads.get_row(engine, deployment(settings), kind.name, kind.read_fields(), org_id)
-    if row is None:
-        raise NotFound(f"No organization {org_id!r}: never synced, or deleted.")
-    print_object(row, as_json=as_json)
+    show_object("organization", org_id, "organization", as_json=as_json)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..entities import kind_named
-from ..store import reads
-from .common import deployment, load_settings, open_engine, print_rows, reports_errors
+from .common import list_objects, reports_errors
 
 app = typer.Typer(help="Inspect synced sessions.", no_args_is_help=True)
 COLUMNS = [
@@ -26,15 +24,6 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """List a user's sessions by id."""
-    settings = load_settings()
-    kind = kind_named("session")
-    with open_engine(settings) as engine:
-        rows, _ = reads.list_rows(
-            engine,
-            deployment(settings),
-            kind.name,
-            kind.read_fields(),
-            limit=limit,
-            where={"user_id": user},
-        )
-    print_rows(rows, COLUMNS, "session", as_json=as_json)
+    list_objects(
+        "session", COLUMNS, "session", limit=limit, as_json=as_json, where={"user_id": user}
+    )

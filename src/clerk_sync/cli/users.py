@@ -5,19 +5,9 @@ from __future__ import annotations
 import typer
 
 from ..entities import kind_named
-from ..errors import NotFound
-from ..store import reads
-from .common import (
-    deployment,
-    load_settings,
-    open_engine,
-    print_object,
-    print_rows,
-    reports_errors,
-)
+from .common import list_objects, reports_errors, show_object
 
 app = typer.Typer(help="Inspect synced users.", no_args_is_help=True)
-SEARCHED = ("id", "email", "first_name", "last_name", "username")
 COLUMNS = [
     ("id", "id"),
     ("email", "email"),
@@ -40,20 +30,16 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """List users by id."""
-    settings = load_settings()
-    kind = kind_named("user")
-    with open_engine(settings) as engine:
-        rows, _ = reads.list_rows(
-            engine,
-            deployment(settings),
-            kind.name,
-            kind.read_fields(),
-            limit=limit,
-            cursor=cursor or None,
-            where={"email": email} if email else None,
-            search=(SEARCHED, query) if query else None,
-        )
-    print_rows(rows, COLUMNS, "user", as_json=as_json)
+    list_objects(
+        "user",
+        COLUMNS,
+        "user",
+        limit=limit,
+        as_json=as_json,
+        cursor=cursor or None,
+        where={"email": email} if email else None,
+        search=(kind_named("user").searched, query) if query else None,
+    )
 
 
 @app.command("show")
@@ -63,10 +49,4 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Show one user."""
-    settings = load_settings()
-    kind = kind_named("user")
-    with open_engine(settings) as engine:
-        row = reads.get_row(engine, deployment(settings), kind.name, kind.read_fields(), user_id)
-    if row is None:
-        raise NotFound(f"No user {user_id!r}: never synced, or deleted.")
-    print_object(row, as_json=as_json)
+    show_object("user", user_id, "user", as_json=as_json)

@@ -88,6 +88,8 @@ class Kind:
     but not the inviter's name and e-mail)."""
     fields: tuple[str, ...] = ()
     """The read model: keys of the API's JSON, in order (all columns but ``data`` by default)."""
+    searched: tuple[str, ...] = ()
+    """Columns a ``query`` search matches (a case-insensitive part of any)."""
 
     def event_types(self) -> list[str]:
         return [f"{self.events}.{action}" for action in (*self.upserts, *self.deletes)]

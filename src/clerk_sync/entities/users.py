@@ -121,6 +121,7 @@ USER = register(
         columns=_columns,
         row=_row,
         personal=True,
+        searched=("id", "email", "first_name", "last_name", "username"),
         fields=(
             "id",
             "email",

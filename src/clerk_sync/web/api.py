@@ -53,8 +53,6 @@ NESTED = {
     ("organizations", "invitations"): ("organization_invitation", "organization_id"),
 }
 """``/api/<collection>/{id}/<sub>`` → (kind listed, its column equal to the id)."""
-USER_SEARCH = ("id", "email", "first_name", "last_name", "username")
-"""What ``GET /api/users?query=`` matches (a case-insensitive substring of any)."""
 _LIST_PARAMS = {"limit", "cursor"}
 
 
@@ -133,7 +131,7 @@ class ReadApi:
             limit=limit,
             cursor=cursor,
             where=where,
-            search=(USER_SEARCH, query) if query else None,
+            search=(kind.searched, query) if query else None,
         )
         return JSONResponse({"data": rows, "next_cursor": next_cursor})
 
