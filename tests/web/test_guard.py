@@ -275,7 +275,7 @@ def test_over_budget_failures_are_not_logged_one_by_one(
 
 
 def _concurrently(calls: list[Callable[[], int]]) -> list[int]:
-    with ThreadPoolExecutor(max_workers=64) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(lambda call: call(), calls))
 
 

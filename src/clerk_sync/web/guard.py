@@ -41,8 +41,8 @@ from .sources import ClientResolver, IPAddress, Network, contains, parse_network
 log = logging.getLogger("clerk_sync.guard")
 UNKNOWN_CLIENT = "unknown"
 _STORAGE_OPTIONS: dict[str, float | str | bool] = {
-    "socket_timeout": 0.5,
-    "socket_connect_timeout": 0.5,
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
 }
 
 
