@@ -19,7 +19,14 @@ from .errors import (
     StoreUnavailable,
 )
 from .events import Status
-from .hooks import ChangeEvent, InTransactionHook, UserDeletedHook
+from .hooks import (
+    ChangeEvent,
+    Hook,
+    InTransactionHook,
+    UserDeletedHook,
+    after_commit,
+    in_transaction,
+)
 from .receiver import Delivery, Outcome, Receiver
 from .store import Naming, Tables, make_engine
 from .verify import SignedHeaders, Verifier
@@ -39,16 +46,22 @@ class Base(DeclarativeBase):
 
 if TYPE_CHECKING:
     from .store.migrate import ensure_schema, upgrade
+    from .web import create_app
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``ensure_schema`` and ``upgrade`` load Alembic: only when first asked for."""
+    """``ensure_schema`` and ``upgrade`` load Alembic, ``create_app`` Starlette: only when
+    first asked for (and the core never imports the web layer)."""
     if name in ("ensure_schema", "upgrade"):
         from .store import migrate
 
         return getattr(migrate, name)
+    if name == "create_app":
+        from . import web
+
+        return web.create_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -58,6 +71,7 @@ __all__ = [
     "ClerkSyncError",
     "ConfigError",
     "Delivery",
+    "Hook",
     "InTransactionHook",
     "InvalidPayload",
     "Naming",
@@ -73,8 +87,11 @@ __all__ = [
     "UserDeletedHook",
     "Verifier",
     "__version__",
+    "after_commit",
+    "create_app",
     "ensure_schema",
     "handled_types",
+    "in_transaction",
     "make_engine",
     "metadata",
     "organizations_table",

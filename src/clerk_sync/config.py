@@ -137,6 +137,60 @@ class Settings(BaseSettings):
         description="Comma-separated `module:function` cleanup hooks run inside the delete "
         "transaction, each called as `fn(connection, user_id)`.",
     )
+    hooks: str = Field(
+        default="",
+        description="Comma-separated modules of hooks (`package.module`: every hook decorated "
+        "in it) or single hooks (`package.module:function`), imported by `serve`, `dev`, "
+        "`worker` and the writer process.",
+    )
+    outbox_worker: Literal["on", "off"] = Field(
+        default="on",
+        description="Whether `serve` runs the outbox worker (after-commit hooks, "
+        "notifications, the Convex sink). `off`: run `clerk-sync worker` separately.",
+    )
+    outbox_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Runs of an outbox row before it is marked `dead` (retries wait 1 s, "
+        "doubling to 1 h).",
+    )
+    outbox_handler_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Longest one run of an after-commit hook may take; past it the run counts "
+        "as failed and is retried.",
+    )
+    outbox_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Outbox rows one worker runs at once (rows of one subject always run one "
+        "after another, in delivery order).",
+    )
+    notify_rules: str = Field(
+        default="",
+        description="Path of a TOML file of notification rules and operational alerts, sent "
+        "through apprise URLs (see docs/notifications.md). Empty: none.",
+    )
+    convex_url: str = Field(
+        default="",
+        description="Convex deployment URL (`https://<name>.convex.cloud`): every applied user "
+        "change is sent there through the outbox. Empty: no Convex sink.",
+    )
+    convex_deploy_key: str = Field(
+        default="",
+        description="Convex deploy key, sent as `Authorization: Convex <key>`.",
+    )
+    convex_upsert_function: str = Field(
+        default="users:upsertFromClerk",
+        description="Convex mutation called with `{data: <Clerk user JSON>}`.",
+    )
+    convex_delete_function: str = Field(
+        default="users:deleteFromClerk",
+        description="Convex mutation called with `{clerkUserId: <id>}`.",
+    )
     allowed_source_ips: str = Field(
         default="",
         description="Who may POST webhooks: IPs, CIDRs and presets (`svix` = every published "
@@ -178,7 +232,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("writer", mode="before")
+    @field_validator("writer", "outbox_worker", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -213,7 +267,12 @@ class Settings(BaseSettings):
         return self.database_schema
 
     def hook_paths(self) -> list[str]:
+        """``ON_USER_DELETED`` entries."""
         return [p.strip() for p in self.on_user_deleted.split(",") if p.strip()]
+
+    def hook_modules(self) -> list[str]:
+        """``HOOKS`` entries."""
+        return [p.strip() for p in self.hooks.split(",") if p.strip()]
 
 
 def parse_secrets(raw: str) -> list[str]:

@@ -46,6 +46,7 @@ def steps_of(stmts: writes.Statements, w: Write, now_ms: int, svix_id: str) -> l
     steps.append((entity.delete, {"id": w.id}))
     if w.kind.personal:
         steps.append((stmts.erase, {"b_user": w.id}))
+        steps.append((stmts.erase_outbox, {"b_user": w.id}))
     return steps
 
 

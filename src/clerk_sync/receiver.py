@@ -32,6 +32,7 @@ which entity kind a delivery is about: the plan's writes carry their kind's decl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,8 +46,16 @@ from .classify import log_text, unstorable
 from .entities import Delete, Plan, Upsert, route, tables
 from .entities import kind as kinds
 from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
-from .events import Status, decode_envelope
-from .hooks import ChangeEvent, InTransactionHook, InTransactionHooks, UserDeletedHook
+from .events import OutboxStatus, Status, decode_envelope
+from .hooks import (
+    ChangeEvent,
+    Hook,
+    InTransactionHook,
+    InTransactionHooks,
+    OutboxRoutes,
+    UserDeletedHook,
+    idempotency_key,
+)
 from .plan_sql import (
     applied,
     erases,
@@ -140,11 +149,17 @@ class Receiver:
         tables: Tables | None = None,
         on_user_deleted: Sequence[UserDeletedHook] = (),
         in_transaction: Iterable[tuple[str, InTransactionHook]] = (),
+        hooks: Iterable[Hook] = (),
+        outbox: Iterable[tuple[str, Sequence[str]]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``hooks``: decorated hooks, of which the in-transaction ones run here; ``outbox``:
+        each after-commit hook's ``(name, patterns)``, for which a processed delivery gets an
+        outbox row in its own transaction (the worker that runs them has the functions)."""
         self.engine = engine
         self.tables = tables if tables is not None else default_tables()
-        self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction)
+        self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction, hooks)
+        self.outbox = OutboxRoutes(outbox)
         self._clock = clock
         self._log_lengths = {
             c.name: c.type.length
@@ -364,9 +379,17 @@ class Receiver:
         seq, count, prior = writes.record_values(writes.run(conn, [self._record_step(stmts, p)])[0])
         r = _Recorded(p, seq, count, prior, False)
         if not r.duplicate:
-            event = ChangeEvent(p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {})
+            event = ChangeEvent(
+                p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {}, attempt=count
+            )
             for hook in hooks:
-                hook(conn, event)
+                name = f"{hook.__module__}:{getattr(hook, '__qualname__', '')}"
+                hook(
+                    conn,
+                    dataclasses.replace(
+                        event, idempotency_key=idempotency_key(name, event.svix_id)
+                    ),
+                )
             r.applied = applied(
                 p.plan, writes.run(conn, write_steps(stmts, p.plan, now_ms, p.delivery.svix_id))
             )
@@ -424,8 +447,43 @@ class Receiver:
             outcomes.append(
                 Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
             )
+            if status == Status.PROCESSED and self.outbox and p.event_type:
+                finishes += self._enqueue(stmts, p, now_ms)
         writes.run(conn, [*orphans, *finishes])
         return outcomes
+
+    def _enqueue(self, stmts: writes.Statements, p: _Prepared, now_ms: int) -> list[writes.Step]:
+        """The outbox rows of a processed delivery: one per matching after-commit hook."""
+        assert p.event_type is not None
+        assert p.plan is not None
+        names = self.outbox.matching(p.event_type)
+        if not names:
+            return []
+        own = p.plan.writes[0]
+        common = {
+            "svix_id": p.delivery.svix_id,
+            "event_type": p.event_type,
+            "subject_id": p.plan.subject_id,
+            "user_id": p.user_id,
+            "version": own.version if isinstance(own, Upsert) else None,
+            "data": writes.json_text(p.data or {}),
+            "status": OutboxStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now_ms,
+            "claimed_by": None,
+            "claimed_until": None,
+            "last_error": None,
+            "note": None,
+            "created_at": now_ms,
+            "finished_at": None,
+        }
+        return [
+            (
+                stmts.enqueue,
+                {**common, "key": idempotency_key(name, p.delivery.svix_id), "handler": name},
+            )
+            for name in names
+        ]
 
     def _record_step(self, stmts: writes.Statements, p: _Prepared) -> writes.Step:
         d = p.delivery

@@ -66,6 +66,11 @@ class WriterConfig:
     database_url: str
     sqlite_synchronous: str = "FULL"
     hook_paths: list[str] = field(default_factory=list)
+    hook_modules: list[str] = field(default_factory=list)
+    """Modules to import for the in-transaction hooks named in ``in_transaction``."""
+    in_transaction: list[str] = field(default_factory=list)
+    outbox_routes: list[tuple[str, list[str]]] = field(default_factory=list)
+    """Each after-commit hook's name and patterns: which outbox rows a delivery gets."""
     table_prefix: str = ""
     database_schema: str | None = None
     max_batch: int = 64
@@ -156,7 +161,9 @@ class WriterProcess:
         assert self._loop is not None
         to_child, from_server = os.pipe()
         to_server, from_child = os.pipe()
-        env = {**os.environ, CONFIG_ENV: json.dumps(asdict(self.config))}
+        # The child imports the same hook modules: it sees the server's import path.
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = {**os.environ, CONFIG_ENV: json.dumps(asdict(self.config)), "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clerk_sync.writer", str(to_child), str(from_child)],
             pass_fds=(to_child, from_child),
@@ -534,6 +541,7 @@ def _answer(write_fd: int, payload: bytes) -> None:
 
 def main(argv: list[str]) -> None:
     """Entry point of the child: ``python -m clerk_sync.writer READ_FD WRITE_FD``."""
+    from . import hooks
     from .config import load_hooks
     from .entities import tables
     from .logformat import configure_logging
@@ -556,6 +564,8 @@ def main(argv: list[str]) -> None:
             engine,
             tables=tables(config.table_prefix, config.database_schema),
             on_user_deleted=load_hooks(config.hook_paths),
+            hooks=hooks.named(config.hook_modules, config.in_transaction),
+            outbox=[(name, tuple(patterns)) for name, patterns in config.outbox_routes],
         )
     except ClerkSyncError as exc:
         log.error("writer process cannot start: error [%s] %s", exc.code, exc.detail)

@@ -19,3 +19,17 @@ class Status(StrEnum):
 
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+
+class OutboxStatus(StrEnum):
+    """The status of an outbox row: one after-commit handler's run for one delivery."""
+
+    PENDING = "pending"
+    """Not yet run successfully: waiting for its turn, its retry time, or a worker's claim."""
+    DONE = "done"
+    """Ran to the end (or was skipped on purpose: see its ``note``)."""
+    DEAD = "dead"
+    """Failed ``OUTBOX_MAX_ATTEMPTS`` times; kept with its last error until retried."""
+
+
+OUTBOX_STATUSES: tuple[str, ...] = tuple(s.value for s in OutboxStatus)

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..errors import ConfigError
-from ..events import STATUSES
+from ..events import OUTBOX_STATUSES, STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -98,6 +98,7 @@ class Tables:
     metadata: MetaData
     events: Table
     tombstones: Table
+    outbox: Table
     entities: Mapping[str, Table] = field(default_factory=dict)
     """Entity kind name → its table."""
 
@@ -147,6 +148,44 @@ def _tombstones(metadata: MetaData, naming: Naming) -> Table:
     )
 
 
+def _outbox(metadata: MetaData, naming: Naming) -> Table:
+    """One row per (after-commit handler × processed delivery), written in the delivery's own
+    transaction, and per operational alert; see :mod:`clerk_sync.outbox`."""
+    statuses = ", ".join(f"'{s}'" for s in OUTBOX_STATUSES)
+    name = naming.table("outbox")
+    return Table(
+        name,
+        metadata,
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("key", String(64), nullable=False, unique=True),
+        Column("handler", String(200), nullable=False),
+        Column("svix_id", String(255)),
+        Column("event_type", String(100), nullable=False),
+        Column("subject_id", String(255)),
+        Column("user_id", String(255), index=True),
+        Column("version", BigInteger),
+        Column("data", Text),
+        Column("status", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("next_attempt_at", BigInteger, nullable=False),
+        Column("claimed_by", String(128)),
+        Column("claimed_until", BigInteger),
+        Column("last_error", Text),
+        Column("note", Text),
+        Column("created_at", BigInteger, nullable=False),
+        Column("finished_at", BigInteger),
+        CheckConstraint(f"status IN ({statuses})", name="status_known"),
+        Index(f"ix_{name}_status_next_attempt_at", "status", "next_attempt_at"),
+        Index(f"ix_{name}_handler_subject_id", "handler", "subject_id", "id"),
+        schema=naming.schema,
+    )
+
+
 def entity_table(metadata: MetaData, naming: Naming, name: str, columns: ColumnsFactory) -> Table:
     """The table of one entity kind: the shape every kind shares around its own columns."""
     return Table(
@@ -166,10 +205,11 @@ def build_tables(naming: Naming, kinds: Iterable[tuple[str, str, ColumnsFactory]
     metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=naming.schema)
     events = _events(metadata, naming)
     tombstones = _tombstones(metadata, naming)
+    outbox = _outbox(metadata, naming)
     entities = {
         kind: entity_table(metadata, naming, table, columns) for kind, table, columns in kinds
     }
-    return Tables(naming, metadata, events, tombstones, entities)
+    return Tables(naming, metadata, events, tombstones, outbox, entities)
 
 
 def table_key(table: Table) -> str:

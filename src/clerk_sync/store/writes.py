@@ -170,6 +170,21 @@ class Statements:
             .where(events.c.payload.is_not(None))
             .values(payload=None)
         )
+        outbox = tables.outbox
+        enqueued = [c.name for c in outbox.columns if c.name != "id"]
+        self.enqueue = self._compile(
+            _insert(d, outbox)
+            .values({name: bindparam(name) for name in enqueued})
+            .on_conflict_do_nothing(index_elements=[outbox.c.key])
+        )
+        # A deleted user's data leaves the outbox too (a deletion's own row names no one's
+        # personal data, and is written after this runs in its transaction).
+        self.erase_outbox = self._compile(
+            update(outbox)
+            .where(outbox.c.user_id == bindparam("b_user"))
+            .where(outbox.c.data.is_not(None))
+            .values(data=None)
+        )
         ins_t = _insert(d, tombstones)
         self.tombstone = self._compile(
             ins_t.values(

@@ -1,0 +1,341 @@
+"""The outbox worker: runs after-commit hooks, notifications and sinks, once each, with retries.
+
+Each processed delivery's transaction wrote one row per matching after-commit hook
+(:meth:`Receiver._enqueue`), so a hook never runs for a change that did not commit, and a
+crash anywhere cannot lose one: the row stays until a run of it ends. The worker claims rows
+with a lease (:func:`store.outbox.claim`: replicas never claim the same row), runs each outside
+any transaction, and records how it ended:
+
+* it returned: ``done``;
+* it raised or ran past ``OUTBOX_HANDLER_TIMEOUT_SECONDS``: due again after 1 s, 2 s, 4 s …
+  (at most an hour), and ``dead`` with its last error after ``OUTBOX_MAX_ATTEMPTS`` runs.
+
+Runs are at least once: a worker killed during a run leaves its claim, which a restarted
+worker on the same host releases at once (:func:`store.outbox.release_dead_claims`) and any
+other waits out. Rows of one hook and one subject run one after another in delivery order; a
+failing row holds back only the rows of its own subject.
+
+Two rows are finished without running their hook, with a ``note`` saying why: a row whose user
+was deleted (and their data erased) before it ran — except a deletion's own row — and, for a
+*mirror* hook (a sink copying objects elsewhere), a row that a later row of the same subject
+has superseded, or an upsert of an object that is tombstoned by now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, exists, select
+
+from .entities import route
+from .events import Status
+from .hooks import ChangeEvent, Hook, HookSet
+from .store import Tables
+from .store import outbox as rows
+from .store.outbox import OutboxRow
+
+log = logging.getLogger("clerk_sync.outbox")
+
+T = TypeVar("T")
+_FIRST_DELAY = 1.0
+_MAX_DELAY = 3600.0
+_LEASE_MARGIN = 30.0
+"""Seconds a claim outlives the handler timeout: it covers recording the result."""
+_ERROR_CHARS = 2000
+
+Periodic = tuple[float, Callable[[Connection, int], Any]]
+"""``(every seconds, fn(connection, now_ms))``: work the worker does on a timer (alerts)."""
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """The worker's knobs (``OUTBOX_*`` settings), as plain values."""
+
+    max_attempts: int = 10
+    handler_timeout: float = 30.0
+    concurrency: int = 4
+    poll_seconds: float = 0.2
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next run after ``attempts`` failed runs: 1, 2, 4 … at most 1 h."""
+    return min(_MAX_DELAY, _FIRST_DELAY * 2.0 ** max(0, attempts - 1))
+
+
+class OutboxWorker:
+    """Claims and runs outbox rows until stopped; one per process that runs hooks."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tables: Tables,
+        hooks: HookSet,
+        settings: OutboxSettings | None = None,
+        *,
+        periodic: Sequence[Periodic] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.hooks = hooks
+        self.settings = settings or OutboxSettings()
+        self.periodic = list(periodic)
+        self.id = rows.worker_id()
+        self._clock = clock
+        self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clerk-sync-outbox-db")
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._next_periodic = [0.0] * len(self.periodic)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
+
+    def _in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn, self.tables, *args, **kwargs)
+
+    async def start(self) -> None:
+        """Release the claims of this host's dead workers, then run in the background."""
+        released = await self._db_call(
+            self._in_transaction, rows.release_dead_claims, socket.gethostname()
+        )
+        if released:
+            log.info("released %d outbox rows claimed by a worker that is gone", released)
+        self._task = asyncio.create_task(self._loop(), name="clerk-sync outbox worker")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give running hooks ``grace`` seconds. A run cut short keeps its
+        claim and runs again later (hooks are at least once)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._running:
+            _, late = await asyncio.wait(self._running, timeout=grace)
+            for task in late:
+                task.cancel()
+        self._db.shutdown(wait=True, cancel_futures=False)
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._run_periodic()
+                started = await self.run_due()
+            except Exception as exc:  # the database may be down: keep trying, say so
+                log.warning("outbox worker: %s: %s; trying again", type(exc).__name__, exc)
+                started = 0
+            if started:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+
+    async def run_due(self) -> int:
+        """Claim as many due rows as there are free slots and start running them; returns
+        how many started."""
+        free = self.settings.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        lease_ms = int((self.settings.handler_timeout + _LEASE_MARGIN) * 1000)
+        claimed = await self._db_call(
+            self._in_transaction,
+            rows.claim,
+            worker=self.id,
+            now_ms=self._now_ms(),
+            lease_ms=lease_ms,
+            limit=free,
+        )
+        for row in claimed:
+            task = asyncio.create_task(self._run(row), name=f"outbox row {row.id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return len(claimed)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run rows until none is due and none is running (tests, ``worker --once``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = await self.run_due()
+            if not started and not self._running:
+                return
+            if self._running:
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+        raise TimeoutError(f"the outbox still had due rows after {timeout} s")
+
+    async def _run_periodic(self) -> None:
+        now = time.monotonic()
+        for index, (every, fn) in enumerate(self.periodic):
+            if now >= self._next_periodic[index]:
+                self._next_periodic[index] = now + every
+                try:
+                    await self._db_call(self._periodic_call, fn)
+                except Exception as exc:
+                    log.warning("periodic outbox check failed: %s: %s", type(exc).__name__, exc)
+
+    def _periodic_call(self, fn: Callable[[Connection, int], Any]) -> None:
+        with self.engine.begin() as conn:
+            fn(conn, self._now_ms())
+
+    async def _run(self, row: OutboxRow) -> None:
+        hook = self.hooks.handler(row.handler)
+        error: str | None = None
+        note: str | None = None
+        try:
+            if hook is None:
+                error = (
+                    f"no after-commit hook named {row.handler!r} is loaded in this worker "
+                    "(check HOOKS, NOTIFY_RULES and CONVEX_URL where the worker runs)"
+                )
+            else:
+                event, note = await self._event(row, hook)
+                if event is not None:
+                    await self._call(hook, event)
+        except TimeoutError:
+            error = f"timed out after {self.settings.handler_timeout:g} s"
+        except asyncio.CancelledError:
+            return  # stopping: the claim stays, and the row runs again after a restart
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+        await self._record(row, error, note)
+
+    async def _event(self, row: OutboxRow, hook: Hook) -> tuple[ChangeEvent | None, str | None]:
+        """The event to run ``hook`` with, or ``(None, why it is skipped)``."""
+        deletion = _is_deletion(row.event_type)
+        if row.data is None and not deletion:
+            return None, "skipped: the user was deleted and their data erased before it ran"
+        if hook.mirror:
+            later = await self._db_call(self._in_transaction, rows.superseded, row)
+            if later is not None:
+                return None, f"skipped: superseded by row {later}"
+            if not deletion and await self._db_call(self._tombstoned, row):
+                return None, "skipped: the object was deleted since"
+        data = orjson.loads(row.data) if row.data is not None else {"id": row.subject_id}
+        event = ChangeEvent(
+            row.svix_id or "",
+            row.event_type,
+            row.subject_id or "",
+            data,
+            status=Status.PROCESSED,
+            attempt=row.attempts,
+            idempotency_key=row.key,
+        )
+        return event, None
+
+    def _tombstoned(self, row: OutboxRow) -> bool:
+        routed = route(row.event_type)
+        if routed is None or row.subject_id is None:
+            return False
+        t = self.tables.tombstones
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    select(
+                        exists().where(and_(t.c.kind == routed[0].name, t.c.id == row.subject_id))
+                    )
+                ).scalar()
+            )
+
+    async def _call(self, hook: Hook, event: ChangeEvent) -> None:
+        timeout = self.settings.handler_timeout
+        if hook.is_async:
+            await asyncio.wait_for(hook.fn(event), timeout)
+            return
+        result = await asyncio.wait_for(_in_thread(hook.fn, event), timeout)
+        if asyncio.iscoroutine(result):  # a plain function that returned an awaitable
+            await asyncio.wait_for(result, timeout)
+
+    async def _record(self, row: OutboxRow, error: str | None, note: str | None) -> None:
+        now = self._now_ms()
+        dead = error is not None and row.attempts >= self.settings.max_attempts
+        retry_at = None
+        if error is not None and not dead:
+            retry_at = now + int(retry_delay(row.attempts) * 1000)
+        if error is not None:
+            level = logging.ERROR if dead else logging.WARNING
+            then = "dead" if dead else f"retry in {retry_delay(row.attempts):g} s"
+            log.log(
+                level,
+                "outbox row %d (%s for %s %s) failed on attempt %d: %s; %s",
+                row.id,
+                row.handler,
+                row.event_type,
+                row.svix_id,
+                row.attempts,
+                error,
+                then,
+            )
+        for attempt in range(3):
+            try:
+                kept = await self._db_call(
+                    self._in_transaction,
+                    rows.finish,
+                    row,
+                    worker=self.id,
+                    now_ms=now,
+                    error=error,
+                    note=note,
+                    retry_at=retry_at,
+                    dead=dead,
+                )
+                break
+            except Exception as exc:
+                if attempt == 2:  # the claim's lease will run out and the row run again
+                    log.warning("outbox row %d: result not recorded: %s", row.id, exc)
+                    return
+                await asyncio.sleep(0.5 * (attempt + 1))
+        if not kept:
+            log.warning("outbox row %d: its claim ran out before it finished", row.id)
+
+
+def _is_deletion(event_type: str) -> bool:
+    routed = route(event_type)
+    return routed is not None and routed[1] in routed[0].deletes
+
+
+def _in_thread(fn: Callable[[ChangeEvent], T], event: ChangeEvent) -> Awaitable[T]:
+    """Run a sync hook on a thread of its own: one that hangs past its timeout is abandoned
+    (Python cannot stop a thread) without taking a pool's thread from the other hooks."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def deliver(outcome: Callable[[], None]) -> None:
+        # An abandoned run may end after its worker (and loop) stopped: nobody waits for it.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, outcome)
+
+    def target() -> None:
+        try:
+            result = fn(event)
+        except BaseException as exc:  # delivered to the awaiting run
+            failure = exc
+            deliver(lambda: future.set_exception(failure))
+        else:
+            deliver(lambda: future.set_result(result))
+
+    threading.Thread(target=target, name="clerk-sync hook", daemon=True).start()
+    return future

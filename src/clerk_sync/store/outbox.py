@@ -1,0 +1,291 @@
+"""The outbox table's statements: claim, finish, retry, list — for any dialect.
+
+Rows are written by the receiver, in the delivery's own transaction (``writes.Statements.enqueue``),
+and by operational alerts (:func:`enqueue`). A worker *claims* rows with a lease
+(``claimed_by``/``claimed_until``) in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+LOCKED) RETURNING``, so replicas on PostgreSQL never claim the same row, then runs them outside
+any transaction and records the result only if it still holds the claim.
+
+A row is claimable when it is pending, due, not claimed by a live lease, and no earlier row of
+the same hook and subject is still pending: that is what runs them in delivery order per
+subject (a failing row holds back the later rows of its subject, and only those).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..events import OutboxStatus
+from .schema import Tables
+
+PENDING, DONE, DEAD = OutboxStatus.PENDING.value, OutboxStatus.DONE.value, OutboxStatus.DEAD.value
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One claimed or listed outbox row."""
+
+    id: int
+    key: str
+    handler: str
+    svix_id: str | None
+    event_type: str
+    subject_id: str | None
+    user_id: str | None
+    version: int | None
+    data: str | None
+    status: str
+    attempts: int
+    next_attempt_at: int
+    claimed_by: str | None
+    claimed_until: int | None
+    last_error: str | None
+    note: str | None
+    created_at: int
+    finished_at: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as the CLI and the read API show it (without the event's data)."""
+        shown = {name: getattr(self, name) for name in self.__slots__ if name != "data"}
+        shown["running"] = self.claimed_by is not None and self.status == PENDING
+        return shown
+
+
+_FIELDS = tuple(OutboxRow.__slots__)
+
+
+def worker_id() -> str:
+    """``host:pid:…``: who holds a claim, so a restarted worker can release a dead one's."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _row(values: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(*values)
+
+
+def enqueue(conn: Connection, tables: Tables, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert rows (each with at least ``key``, ``handler``, ``event_type``, ``now``…), skipping
+    any whose ``key`` is there already; returns how many were new. For alerts and tests — the
+    receiver writes delivery rows with its own compiled statement."""
+    t = tables.outbox
+    new = 0
+    for row in rows:
+        now = int(row["now"])
+        values = {
+            "key": row["key"],
+            "handler": row["handler"],
+            "svix_id": row.get("svix_id"),
+            "event_type": row["event_type"],
+            "subject_id": row.get("subject_id"),
+            "user_id": row.get("user_id"),
+            "version": row.get("version"),
+            "data": row.get("data"),
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+        result = conn.execute(ins.values(values).on_conflict_do_nothing(index_elements=[t.c.key]))
+        new += result.rowcount or 0
+    return new
+
+
+def claim(
+    conn: Connection, tables: Tables, *, worker: str, now_ms: int, lease_ms: int, limit: int
+) -> list[OutboxRow]:
+    """Claim up to ``limit`` runnable rows for ``worker`` until ``now_ms + lease_ms``."""
+    t = tables.outbox
+    earlier = t.alias("earlier")
+    blocked = exists().where(
+        and_(
+            earlier.c.handler == t.c.handler,
+            earlier.c.subject_id == t.c.subject_id,
+            earlier.c.id < t.c.id,
+            earlier.c.status == PENDING,
+        )
+    )
+    runnable = (
+        select(t.c.id)
+        .where(
+            t.c.status == PENDING,
+            t.c.next_attempt_at <= now_ms,
+            or_(t.c.claimed_until.is_(None), t.c.claimed_until < now_ms),
+            ~blocked,
+        )
+        .order_by(t.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = conn.execute(
+        update(t)
+        .where(t.c.id.in_(runnable.scalar_subquery()))
+        .values(
+            claimed_by=worker,
+            claimed_until=now_ms + lease_ms,
+            attempts=t.c.attempts + 1,
+        )
+        .returning(*[t.c[name] for name in _FIELDS])
+    ).all()
+    return sorted((_row(r) for r in claimed), key=lambda r: r.id)
+
+
+def finish(
+    conn: Connection,
+    tables: Tables,
+    row: OutboxRow,
+    *,
+    worker: str,
+    now_ms: int,
+    error: str | None = None,
+    note: str | None = None,
+    retry_at: int | None = None,
+    dead: bool = False,
+) -> bool:
+    """Record how a claimed run ended: done (no ``error``), due again at ``retry_at``, or
+    ``dead``. False when the claim was lost (its lease ran out and another worker took it)."""
+    t = tables.outbox
+    values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+    if error is None:
+        values.update(status=DONE, finished_at=now_ms, note=note)
+    elif dead:
+        values.update(status=DEAD, finished_at=now_ms, last_error=error)
+    else:
+        values.update(last_error=error, next_attempt_at=retry_at if retry_at else now_ms)
+    result = conn.execute(
+        update(t).where(t.c.id == row.id, t.c.claimed_by == worker).values(values)
+    )
+    return bool(result.rowcount)
+
+
+def superseded(conn: Connection, tables: Tables, row: OutboxRow) -> int | None:
+    """The id of a later row of the same hook and subject that already ran, or None."""
+    t = tables.outbox
+    return conn.execute(
+        select(func.min(t.c.id)).where(
+            t.c.handler == row.handler,
+            t.c.subject_id == row.subject_id,
+            t.c.id > row.id,
+            t.c.status == DONE,
+            t.c.note.is_(None),
+        )
+    ).scalar()
+
+
+def release_dead_claims(conn: Connection, tables: Tables, host: str) -> int:
+    """Release the claims of workers on ``host`` whose process is gone (SIGKILL, OOM): their
+    rows run again at once instead of waiting for the lease to run out."""
+    t = tables.outbox
+    holders = conn.execute(
+        select(t.c.claimed_by).where(t.c.claimed_by.is_not(None)).distinct()
+    ).scalars()
+    released = 0
+    for holder in holders:
+        parts = holder.split(":")
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        if _alive(int(parts[1])):
+            continue
+        result = conn.execute(
+            update(t).where(t.c.claimed_by == holder).values(claimed_by=None, claimed_until=None)
+        )
+        released += result.rowcount or 0
+    return released
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_rows(
+    conn: Connection,
+    tables: Tables,
+    *,
+    status: OutboxStatus | None = None,
+    limit: int = 100,
+    before: int | None = None,
+) -> list[OutboxRow]:
+    """Newest first; ``before`` pages backwards by id."""
+    t = tables.outbox
+    query = select(*[t.c[name] for name in _FIELDS]).order_by(t.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(t.c.status == status.value)
+    if before is not None:
+        query = query.where(t.c.id < before)
+    return [_row(r) for r in conn.execute(query).all()]
+
+
+def counts(conn: Connection, tables: Tables) -> dict[str, int]:
+    """Rows per status (every status present, 0 when none)."""
+    t = tables.outbox
+    found: dict[str, int] = dict(
+        conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
+    )
+    return {s.value: int(found.get(s.value, 0)) for s in OutboxStatus}
+
+
+def retry(
+    conn: Connection,
+    tables: Tables,
+    *,
+    ids: Sequence[int] = (),
+    dead: bool = False,
+    now_ms: int,
+) -> list[int]:
+    """Make ``dead`` (or, by id, dead or done) rows pending again, due now, with a fresh count
+    of attempts; returns the ids that changed. A pending row is left as it is."""
+    t = tables.outbox
+    where = [t.c.status != PENDING]
+    if dead:
+        where.append(t.c.status == DEAD)
+    if ids:
+        where.append(t.c.id.in_(list(ids)))
+    elif not dead:
+        return []
+    changed = conn.execute(
+        update(t)
+        .where(*where)
+        .values(
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now_ms,
+            finished_at=None,
+            note=None,
+            claimed_by=None,
+            claimed_until=None,
+        )
+        .returning(t.c.id)
+    ).scalars()
+    return sorted(changed)
+
+
+__all__ = [
+    "DEAD",
+    "DONE",
+    "PENDING",
+    "OutboxRow",
+    "claim",
+    "counts",
+    "enqueue",
+    "finish",
+    "list_rows",
+    "release_dead_claims",
+    "retry",
+    "superseded",
+    "worker_id",
+]
