@@ -110,14 +110,16 @@ class OutboxWorker:
         with self.engine.begin() as conn:
             return fn(conn, self.tables, *args, **kwargs)
 
-    async def start(self) -> None:
-        """Release the claims of this host's dead workers, then run in the background."""
+    async def start(self, *, background: bool = True) -> None:
+        """Release the claims of this host's dead workers, then run in the background (or
+        not: :meth:`drain` runs what is due)."""
         released = await self._db_call(
             self._in_transaction, rows.release_dead_claims, socket.gethostname()
         )
         if released:
             log.info("released %d outbox rows claimed by a worker that is gone", released)
-        self._task = asyncio.create_task(self._loop(), name="clerk-sync outbox worker")
+        if background:
+            self._task = asyncio.create_task(self._loop(), name="clerk-sync outbox worker")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming; give running hooks ``grace`` seconds. A run cut short keeps its

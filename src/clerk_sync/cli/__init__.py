@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from . import db, events, members, orgs, sessions, users
+from . import db, events, members, orgs, outbox, sessions, users
 from .dev import dev
 from .doctor import doctor
 from .send import send
 from .serve import serve
 from .trigger import trigger
 from .verify_cmd import verify
+from .worker import worker
 
 app = typer.Typer(
     name="clerk-sync",
@@ -48,12 +49,14 @@ app.command("trigger")(trigger)
 app.command("send")(send)
 app.command("doctor")(doctor)
 app.command("verify")(verify)
+app.command("worker")(worker)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(orgs.app, name="orgs")
 app.add_typer(members.app, name="members")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(events.app, name="events")
+app.add_typer(outbox.app, name="outbox")
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ from starlette.responses import Response
 
 from ..entities import kind_named
 from ..errors import InvalidParameter, NotFound, StoreUnavailable, Unauthorized
-from ..events import STATUSES
+from ..events import OUTBOX_STATUSES, STATUSES, OutboxStatus
 from ..store import Tables, reads
+from ..store import outbox as outbox_rows
 from .responses import JSONResponse
 
 P = ParamSpec("P")
@@ -159,6 +160,39 @@ class ReadApi:
         return JSONResponse(
             {"data": rows, "next_cursor": str(next_cursor) if next_cursor is not None else None}
         )
+
+    async def outbox(self, request: Request) -> Response:
+        """``GET /api/outbox?status=&limit=&cursor=``: newest rows first, with counts."""
+        self._authorize(request)
+        limit, _ = _paging(request, ("status",), cursor=False)
+        params = request.query_params
+        status = params.get("status") or None
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise InvalidParameter(f"status must be one of {', '.join(OUTBOX_STATUSES)}.")
+        raw_cursor = params.get("cursor") or None
+        if raw_cursor is not None and not (
+            raw_cursor.isascii() and raw_cursor.isdigit() and len(raw_cursor) <= MAX_SEQ_DIGITS
+        ):
+            raise InvalidParameter("cursor must be the next_cursor of a previous page.")
+        rows, counts = await _db(
+            self._outbox_page,
+            OutboxStatus(status) if status else None,
+            limit,
+            int(raw_cursor) if raw_cursor else None,
+        )
+        next_cursor = str(rows[-1].id) if len(rows) == limit else None
+        return JSONResponse(
+            {"data": [r.as_json() for r in rows], "counts": counts, "next_cursor": next_cursor}
+        )
+
+    def _outbox_page(
+        self, status: OutboxStatus | None, limit: int, before: int | None
+    ) -> tuple[list[outbox_rows.OutboxRow], dict[str, int]]:
+        with self.engine.connect() as conn:
+            rows = outbox_rows.list_rows(
+                conn, self.tables, status=status, limit=limit, before=before
+            )
+            return rows, outbox_rows.counts(conn, self.tables)
 
 
 def _segments(request: Request) -> list[str]:

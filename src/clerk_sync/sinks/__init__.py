@@ -1,0 +1,1 @@
+"""Sinks: built-in after-commit hooks that copy synced objects into another store."""

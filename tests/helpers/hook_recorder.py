@@ -1,0 +1,69 @@
+"""Hooks for ``HOOKS=tests.helpers.hook_recorder`` in a real ``serve``: every run is appended as
+one JSON line to the file ``$CLERK_SYNC_TEST_HOOK_LOG`` names, so a test (or a proof that
+SIGKILLs the server) can read back what ran, how often and with which key.
+
+A line is written with one ``write`` on a file opened for appending, then flushed, before the
+hook returns: a run that is killed before its row is marked done may be recorded and run again
+(hooks are at least once); a line cut short by a kill is ignored by :func:`read_runs`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import clerk_sync
+from clerk_sync import ChangeEvent
+
+LOG_ENV = "CLERK_SYNC_TEST_HOOK_LOG"
+PATTERNS = ("user.*", "organization.*", "organizationMembership.*")
+NAME = "tests.helpers.hook_recorder:record"
+
+
+def _append(hook: str, event: ChangeEvent) -> None:
+    line = {
+        "hook": hook,
+        "svix_id": event.svix_id,
+        "type": event.type,
+        "subject_id": event.subject_id,
+        "status": str(event.status),
+        "attempt": event.attempt,
+        "key": event.idempotency_key,
+        "first_name": event.data.get("first_name"),
+        "pid": os.getpid(),
+    }
+    with open(os.environ[LOG_ENV], "a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")
+        log.flush()
+
+
+@clerk_sync.after_commit(*PATTERNS)
+def record(event: ChangeEvent) -> None:
+    _append(NAME, event)
+
+
+@clerk_sync.after_commit("user.created")
+def flaky(event: ChangeEvent) -> None:
+    """Fails its first attempt at every delivery, then succeeds."""
+    _append("tests.helpers.hook_recorder:flaky", event)
+    if event.attempt == 1:
+        raise RuntimeError("the first attempt always fails")
+
+
+def not_a_hook(event: ChangeEvent) -> None:
+    """Never decorated: ``HOOKS`` naming it must stop the server at start."""
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of the log (a line cut short by a SIGKILL is skipped)."""
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return runs
