@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from clerk_sync.devtools import user_event, user_object
+from clerk_sync.devtools import deleted_user_event, user_event, user_object
 from clerk_sync.hooks import idempotency_key
 from tests.conftest import SECRET, signed
 from tests.e2e.server import ServerProcess, clean_env, run_cli
+from tests.helpers.fake_convex import DEPLOY_KEY, fake_convex
 from tests.helpers.hook_recorder import LOG_ENV, NAME, read_runs
 from tests.helpers.tables import metadata
 
@@ -149,3 +150,29 @@ def test_a_bad_hooks_setting_stops_serve_at_start_in_one_line(
     [line] = [x for x in result.stderr.splitlines() if x.strip()]
     assert "HOOKS entry" in line
     assert message in line
+
+
+def test_serve_mirrors_users_into_convex(db_url: str, observer: Engine, tmp_path: Path) -> None:
+    with fake_convex() as fake:
+        env = {"CONVEX_URL": fake.url, "CONVEX_DEPLOY_KEY": DEPLOY_KEY}
+        with ServerProcess(
+            database_url=db_url, secret=SECRET, workdir=tmp_path / "srv", extra_env=env
+        ) as server:
+            # One at a time: a row still pending when its user is deleted is skipped (the
+            # user's data is erased), and the delete alone reaches Convex.
+            _deliver(server, _user("user_cv", T0, "Ada"))
+            _wait(lambda: len(fake.calls) == 1, "the first upsert")
+            _deliver(server, _user("user_cv", T0 + 10, "Grace"))
+            _wait(lambda: len(fake.calls) == 2, "the second upsert")
+            _deliver(server, _user("user_cv", T0 + 5, "Stale"))
+            _deliver(server, deleted_user_event("user_cv", timestamp=T0 + 20))
+            _deliver(server, _user("user_cw", T0, "Wen"))
+            _wait(lambda: len(fake.calls) >= 4, "four mutations")
+            _wait(lambda: {r["status"] for r in _outbox(observer)} == {"done"}, "rows done")
+        mine = [(c["path"], c["args"].get("data", {}).get("first_name")) for c in fake.calls]
+        assert [m for m in mine if m[1] != "Wen"] == [
+            ("users:upsertFromClerk", "Ada"),
+            ("users:upsertFromClerk", "Grace"),
+            ("users:deleteFromClerk", None),
+        ]
+        assert fake.users == {"user_cw": {"name": "Wen Lovelace", "externalId": "user_cw"}}
