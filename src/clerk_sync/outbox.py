@@ -15,10 +15,12 @@ worker on the same host releases at once (:func:`store.outbox.release_dead_claim
 other waits out. Rows of one hook and one subject run one after another in delivery order; a
 failing row holds back only the rows of its own subject.
 
-Two rows are finished without running their hook, with a ``note`` saying why: a row whose user
-was deleted (and their data erased) before it ran — except a deletion's own row — and, for a
-*mirror* hook (a sink copying objects elsewhere), a row that a later row of the same subject
-has superseded, or an upsert of an object that is tombstoned by now.
+Every processed delivery's hooks run, with the data the delivery brought, even when its user
+was deleted after it committed; once a row has run, a deleted user's data is erased from it.
+Rows are finished without running their hook, with a ``note`` saying why, only for a *mirror*
+hook (a sink copying objects elsewhere): a row that a later row of the same subject has
+superseded, or an upsert of an object that is tombstoned by now — and a finished row retried
+by hand after its data was erased.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ class OutboxWorker:
         """The event to run ``hook`` with, or ``(None, why it is skipped)``."""
         deletion = _is_deletion(row.event_type)
         if row.data is None and not deletion:
-            return None, "skipped: the user was deleted and their data erased before it ran"
+            return None, "skipped: the user was deleted and this row's data erased"
         if hook.mirror:
             later = await self._db_call(self._in_transaction, rows.superseded, row)
             if later is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,16 @@ import clerk_sync
 from clerk_sync import ChangeEvent
 
 LOG_ENV = "CLERK_SYNC_TEST_HOOK_LOG"
+SLEEP_ENV = "CLERK_SYNC_TEST_HOOK_SLEEP"
+"""Seconds each run of :func:`record` lasts (so that two runs of one row would overlap)."""
 PATTERNS = ("user.*", "organization.*", "organizationMembership.*")
 NAME = "tests.helpers.hook_recorder:record"
 
 
-def _append(hook: str, event: ChangeEvent) -> None:
+def _append(hook: str, event: ChangeEvent, started: float | None = None) -> None:
     line = {
+        "started": started if started is not None else time.time(),
+        "ended": time.time(),
         "hook": hook,
         "svix_id": event.svix_id,
         "type": event.type,
@@ -41,7 +46,11 @@ def _append(hook: str, event: ChangeEvent) -> None:
 
 @clerk_sync.after_commit(*PATTERNS)
 def record(event: ChangeEvent) -> None:
-    _append(NAME, event)
+    started = time.time()
+    pause = float(os.environ.get(SLEEP_ENV) or 0)
+    if pause:
+        time.sleep(pause)
+    _append(NAME, event, started)
 
 
 @clerk_sync.after_commit("user.created")

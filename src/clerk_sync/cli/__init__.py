@@ -7,6 +7,7 @@ import typer
 from . import db, events, members, orgs, outbox, sessions, users
 from .dev import dev
 from .doctor import doctor
+from .notify import app as notify_app
 from .send import send
 from .serve import serve
 from .trigger import trigger
@@ -56,6 +57,7 @@ app.add_typer(orgs.app, name="orgs")
 app.add_typer(members.app, name="members")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(events.app, name="events")
+app.add_typer(notify_app, name="notify")
 app.add_typer(outbox.app, name="outbox")
 
 

@@ -19,11 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, case, exists, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..events import OutboxStatus
 from .schema import Tables
+from .writes import PERSONAL_KIND
 
 PENDING, DONE, DEAD = OutboxStatus.PENDING.value, OutboxStatus.DONE.value, OutboxStatus.DEAD.value
 
@@ -93,8 +94,10 @@ def enqueue(conn: Connection, tables: Tables, rows: Iterable[Mapping[str, Any]])
             "created_at": now,
         }
         ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
-        result = conn.execute(ins.values(values).on_conflict_do_nothing(index_elements=[t.c.key]))
-        new += result.rowcount or 0
+        inserted = conn.execute(
+            ins.values(values).on_conflict_do_nothing(index_elements=[t.c.key]).returning(t.c.id)
+        ).first()
+        new += inserted is not None
     return new
 
 
@@ -153,16 +156,23 @@ def finish(
     ``dead``. False when the claim was lost (its lease ran out and another worker took it)."""
     t = tables.outbox
     values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+    # A row that ran keeps no data of a user deleted meanwhile (see ``writes.erase_outbox``).
+    kept = case((_user_deleted(tables), null()), else_=t.c.data)
     if error is None:
-        values.update(status=DONE, finished_at=now_ms, note=note)
+        values.update(status=DONE, finished_at=now_ms, note=note, data=kept)
     elif dead:
-        values.update(status=DEAD, finished_at=now_ms, last_error=error)
+        values.update(status=DEAD, finished_at=now_ms, last_error=error, data=kept)
     else:
         values.update(last_error=error, next_attempt_at=retry_at if retry_at else now_ms)
     result = conn.execute(
         update(t).where(t.c.id == row.id, t.c.claimed_by == worker).values(values)
     )
     return bool(result.rowcount)
+
+
+def _user_deleted(tables: Tables) -> Any:
+    tombstones, t = tables.tombstones, tables.outbox
+    return exists().where(and_(tombstones.c.kind == PERSONAL_KIND, tombstones.c.id == t.c.user_id))
 
 
 def superseded(conn: Connection, tables: Tables, row: OutboxRow) -> int | None:

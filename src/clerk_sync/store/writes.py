@@ -177,11 +177,13 @@ class Statements:
             .values({name: bindparam(name) for name in enqueued})
             .on_conflict_do_nothing(index_elements=[outbox.c.key])
         )
-        # A deleted user's data leaves the outbox too (a deletion's own row names no one's
-        # personal data, and is written after this runs in its transaction).
+        # A deleted user's data leaves the outbox too: now from the rows that ran, and from
+        # each pending row once it has run (``store/outbox.py`` ``finish``) — every processed
+        # delivery's hooks run, with the data they were written with.
         self.erase_outbox = self._compile(
             update(outbox)
             .where(outbox.c.user_id == bindparam("b_user"))
+            .where(outbox.c.status != "pending")
             .where(outbox.c.data.is_not(None))
             .values(data=None)
         )

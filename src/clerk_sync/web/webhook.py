@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ..committer import Committer
-from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge, Refused
+from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge, Refused, SignatureMismatch
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
 from .responses import Receive, Scope, Send, refuse, send_json
@@ -52,13 +53,26 @@ class ClientGone(Exception):
     """The client disconnected before the body was read: there is no one to answer."""
 
 
+class FailureLog(Protocol):
+    """Where signature failures are counted (the ``signature_failures`` alert)."""
+
+    def record(self, now_ms: int) -> None: ...
+
+
 class WebhookEndpoint:
     """The webhook route: an ASGI handler holding its collaborators."""
 
-    def __init__(self, verifier: Verifier, committer: Committer, max_body: int) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        committer: Committer,
+        max_body: int,
+        signature_failures: FailureLog | None = None,
+    ) -> None:
         self.verifier = verifier
         self.committer = committer
         self.max_body = max_body
+        self.signature_failures = signature_failures
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, *, gate: Gate | None = None
@@ -83,6 +97,8 @@ class WebhookEndpoint:
                 await gate()
             return 0
         except ClerkSyncError as exc:
+            if self.signature_failures is not None and isinstance(exc, SignatureMismatch):
+                self.signature_failures.record(int(time.time() * 1000))
             if gate is not None and failed_verification(exc.http_status):
                 instead = await gate()
                 if instead is not None:
