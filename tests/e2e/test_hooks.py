@@ -17,6 +17,7 @@ from tests.conftest import SECRET, signed
 from tests.e2e.server import ServerProcess, clean_env, run_cli
 from tests.helpers.fake_convex import DEPLOY_KEY, fake_convex
 from tests.helpers.hook_recorder import LOG_ENV, NAME, read_runs
+from tests.helpers.json_receiver import JsonReceiver
 from tests.helpers.tables import metadata
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -176,3 +177,67 @@ def test_serve_mirrors_users_into_convex(db_url: str, observer: Engine, tmp_path
             ("users:deleteFromClerk", None),
         ]
         assert fake.users == {"user_cw": {"name": "Wen Lovelace", "externalId": "user_cw"}}
+
+
+def test_serve_sends_notifications_and_retries_a_refused_one(
+    db_url: str, observer: Engine, tmp_path: Path
+) -> None:
+    with JsonReceiver() as hook:
+        rules = tmp_path / "notify.toml"
+        rules.write_text(
+            f"""
+[[rule]]
+name = "signups"
+events = ["user.created"]
+notify = ["{hook.url("/signups")}"]
+title = "New user: {{data.first_name}} {{data.last_name}}"
+body = "{{email}} signed up"
+
+[[rule]]
+name = "nobody-listens"
+events = ["user.created"]
+notify = ["{hook.refused_url()}"]
+""",
+            encoding="utf-8",
+        )
+        env = {"NOTIFY_RULES": str(rules), "OUTBOX_MAX_ATTEMPTS": "2"}
+        with ServerProcess(
+            database_url=db_url, secret=SECRET, workdir=tmp_path / "srv", extra_env=env
+        ) as server:
+            svix_id, _ = _deliver(server, _user("user_nt", T0, "Ada"))
+            [sent] = hook.wait_for(1, timeout=20)
+            assert sent.path == "/signups"
+            assert sent.body["title"] == "New user: Ada Lovelace"
+            assert sent.body["message"] == "ada.lovelace@example.com signed up"
+
+            def refused_is_dead() -> bool:
+                return any(r["status"] == "dead" for r in _outbox(observer))
+
+            _wait(refused_is_dead, "the refused notification is dead after two attempts")
+        by_hook = {r["handler"]: r for r in _outbox(observer)}
+        assert by_hook["notify:signups"]["status"] == "done"
+        dead = by_hook["notify:nobody-listens"]
+        assert (dead["attempts"], dead["svix_id"]) == (2, svix_id)
+        assert "json://" in dead["last_error"]
+        assert len(hook.received) == 1
+
+
+def test_a_bad_rules_file_stops_serve_at_start_in_one_line(tmp_path: Path) -> None:
+    rules = tmp_path / "notify.toml"
+    rules.write_text(
+        '[[rule]]\nname = "signups"\nevents = ["user.created"]\n'
+        'notify = ["json://127.0.0.1:9/hook"]\ntitle = "{data.frist_name}"\n',
+        encoding="utf-8",
+    )
+    env = clean_env(
+        {
+            "CLERK_WEBHOOK_SECRET": SECRET,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+            "NOTIFY_RULES": str(rules),
+        }
+    )
+    result = run_cli("serve", "--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    assert '"signups"' in line
+    assert "data.frist_name" in line
