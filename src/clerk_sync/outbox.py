@@ -31,9 +31,10 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -52,7 +53,11 @@ T = TypeVar("T")
 _FIRST_DELAY = 1.0
 _MAX_DELAY = 3600.0
 _LEASE_MARGIN = 30.0
-"""Seconds a claim outlives the handler timeout: it covers recording the result."""
+"""Seconds a claim outlives two runs' timeouts: it covers the wait to start, and recording."""
+_CLAIM_BATCH = 4
+"""Rows claimed at a time, per unit of ``OUTBOX_CONCURRENCY``."""
+_COALESCE_SECONDS = 0.02
+"""Longest a finished run waits to be recorded with others."""
 _ERROR_CHARS = 2000
 
 Periodic = tuple[float, Callable[[Connection, int], Any]]
@@ -99,6 +104,12 @@ class OutboxWorker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._queue: deque[OutboxRow] = deque()
+        """Claimed rows not started yet."""
+        self._results: list[_Result] = []
+        """Finished runs not recorded yet."""
+        self._releases: list[OutboxRow] = []
+        """Claims to give back (rows not started)."""
         self._next_periodic = [0.0] * len(self.periodic)
 
     def _now_ms(self) -> int:
@@ -112,6 +123,10 @@ class OutboxWorker:
         with self.engine.begin() as conn:
             return fn(conn, self.tables, *args, **kwargs)
 
+    @property
+    def _lease_ms(self) -> int:
+        return int((2 * self.settings.handler_timeout + _LEASE_MARGIN) * 1000)
+
     async def start(self, *, background: bool = True) -> None:
         """Release the claims of this host's dead workers, then run in the background (or
         not: :meth:`drain` runs what is due)."""
@@ -124,8 +139,9 @@ class OutboxWorker:
             self._task = asyncio.create_task(self._loop(), name="clerk-sync outbox worker")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give running hooks ``grace`` seconds. A run cut short keeps its
-        claim and runs again later (hooks are at least once)."""
+        """Stop claiming; give running hooks ``grace`` seconds, record what finished and give
+        back the claims of rows not started. A run cut short keeps its claim and runs again
+        later (hooks are at least once)."""
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
@@ -135,53 +151,102 @@ class OutboxWorker:
             _, late = await asyncio.wait(self._running, timeout=grace)
             for task in late:
                 task.cancel()
+        self._releases += self._queue
+        self._queue.clear()
+        with contextlib.suppress(Exception):
+            await self._flush()
         self._db.shutdown(wait=True, cancel_futures=False)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._run_periodic()
-                started = await self.run_due()
+                progressed = await self.run_due()
             except Exception as exc:  # the database may be down: keep trying, say so
                 log.warning("outbox worker: %s: %s; trying again", type(exc).__name__, exc)
-                started = 0
-            if started:
+                progressed = 0
+            if progressed:
                 continue
             self._wake.clear()
+            wait = _COALESCE_SECONDS if self._results else self.settings.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def run_due(self) -> int:
-        """Claim as many due rows as there are free slots and start running them; returns
-        how many started."""
-        free = self.settings.concurrency - len(self._running)
-        if free <= 0:
-            return 0
-        lease_ms = int((self.settings.handler_timeout + _LEASE_MARGIN) * 1000)
-        claimed = await self._db_call(
-            self._in_transaction,
-            rows.claim,
-            worker=self.id,
-            now_ms=self._now_ms(),
-            lease_ms=lease_ms,
-            limit=free,
-        )
-        for row in claimed:
+        """Record finished runs, claim due rows when few are left to start, and start as many
+        as there are free slots; returns how many rows were recorded or started.
+
+        Claims and results go in batches (one transaction, one commit, for many rows): a
+        commit per row — two per run — held a worker to a few hundred rows a second."""
+        concurrency = self.settings.concurrency
+        progressed = 0
+        if self._releases or (
+            self._results
+            and (
+                len(self._results) >= concurrency
+                or not self._running
+                or time.monotonic() - self._results[0].since >= _COALESCE_SECONDS
+            )
+        ):
+            progressed += await self._flush()
+        if len(self._queue) < concurrency and not self._stopping.is_set():
+            limit = concurrency * _CLAIM_BATCH - len(self._queue) - len(self._running)
+            if limit > 0:
+                self._queue.extend(
+                    await self._db_call(
+                        self._in_transaction,
+                        rows.claim,
+                        worker=self.id,
+                        now_ms=self._now_ms(),
+                        lease_ms=self._lease_ms,
+                        limit=limit,
+                    )
+                )
+        while self._queue and len(self._running) < concurrency:
+            row = self._queue.popleft()
+            needed = int((self.settings.handler_timeout + _LEASE_MARGIN / 2) * 1000)
+            if (row.claimed_until or 0) - self._now_ms() < needed:
+                self._releases.append(row)  # its claim would run out during the run
+                continue
             task = asyncio.create_task(self._run(row), name=f"outbox row {row.id}")
             self._running.add(task)
             task.add_done_callback(self._finished)
-        return len(claimed)
+            progressed += 1
+        return progressed
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._wake.set()
 
+    async def _flush(self) -> int:
+        """Record every finished run (and give back unstarted claims) in one transaction; on
+        failure they are kept for the next try (their claims outlive a run by a margin)."""
+        results, self._results = self._results, []
+        releases, self._releases = self._releases, []
+        try:
+            lost = await self._db_call(self._record_all, results, releases)
+        except Exception:
+            self._results = results + self._results
+            self._releases = releases + self._releases
+            raise
+        if lost:
+            log.warning("%d outbox runs ended after their claim ran out (not recorded)", lost)
+        return len(results) + len(releases)
+
+    def _record_all(self, results: Sequence[_Result], releases: Sequence[OutboxRow]) -> int:
+        """Returns how many results found their claim gone (another worker has the row)."""
+        with self.engine.begin() as conn:
+            kept = rows.finish(conn, self.tables, [r.ending for r in results], worker=self.id)
+            if releases:
+                rows.release(conn, self.tables, [r.id for r in releases], worker=self.id)
+        return len(results) - kept
+
     async def drain(self, timeout: float = 30.0) -> None:
-        """Run rows until none is due and none is running (tests, ``worker --once``)."""
+        """Run rows until none is due, running or unrecorded (tests, ``worker --once``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            started = await self.run_due()
-            if not started and not self._running:
+            progressed = await self.run_due()
+            if not (progressed or self._running or self._queue or self._results):
                 return
             if self._running:
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
@@ -221,7 +286,7 @@ class OutboxWorker:
             return  # stopping: the claim stays, and the row runs again after a restart
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
-        await self._record(row, error, note)
+        self._record(row, error, note)
 
     async def _event(self, row: OutboxRow, hook: Hook) -> tuple[ChangeEvent | None, str | None]:
         """The event to run ``hook`` with, or ``(None, why it is skipped)``."""
@@ -269,7 +334,7 @@ class OutboxWorker:
         if asyncio.iscoroutine(result):  # a plain function that returned an awaitable
             await asyncio.wait_for(result, timeout)
 
-    async def _record(self, row: OutboxRow, error: str | None, note: str | None) -> None:
+    def _record(self, row: OutboxRow, error: str | None, note: str | None) -> None:
         now = self._now_ms()
         dead = error is not None and row.attempts >= self.settings.max_attempts
         retry_at = None
@@ -289,27 +354,15 @@ class OutboxWorker:
                 error,
                 then,
             )
-        for attempt in range(3):
-            try:
-                kept = await self._db_call(
-                    self._in_transaction,
-                    rows.finish,
-                    row,
-                    worker=self.id,
-                    now_ms=now,
-                    error=error,
-                    note=note,
-                    retry_at=retry_at,
-                    dead=dead,
-                )
-                break
-            except Exception as exc:
-                if attempt == 2:  # the claim's lease will run out and the row run again
-                    log.warning("outbox row %d: result not recorded: %s", row.id, exc)
-                    return
-                await asyncio.sleep(0.5 * (attempt + 1))
-        if not kept:
-            log.warning("outbox row %d: its claim ran out before it finished", row.id)
+        self._results.append(_Result(rows.Ending(row.id, now, error, note, retry_at, dead)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """How one run ended, until it is recorded."""
+
+    ending: rows.Ending
+    since: float = field(default_factory=time.monotonic)
 
 
 def _is_deletion(event_type: str) -> bool:

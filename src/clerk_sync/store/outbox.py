@@ -19,7 +19,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, null, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..events import OutboxStatus
@@ -140,34 +154,67 @@ def claim(
     return sorted((_row(r) for r in claimed), key=lambda r: r.id)
 
 
-def finish(
-    conn: Connection,
-    tables: Tables,
-    row: OutboxRow,
-    *,
-    worker: str,
-    now_ms: int,
-    error: str | None = None,
-    note: str | None = None,
-    retry_at: int | None = None,
-    dead: bool = False,
-) -> bool:
-    """Record how a claimed run ended: done (no ``error``), due again at ``retry_at``, or
-    ``dead``. False when the claim was lost (its lease ran out and another worker took it)."""
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How one claimed run ended: done (no ``error``), due again at ``retry_at``, or
+    ``dead``."""
+
+    id: int
+    finished_at: int
+    error: str | None = None
+    note: str | None = None
+    retry_at: int | None = None
+    dead: bool = False
+
+    def values(self) -> dict[str, Any]:
+        ran = self.error is None or self.dead
+        return {
+            "b_id": self.id,
+            "b_status": DONE if self.error is None else DEAD if self.dead else PENDING,
+            "b_finished_at": self.finished_at if ran else None,
+            "b_note": self.note,
+            "b_error": self.error,
+            "b_next": self.retry_at if not ran else None,
+            "b_ran": ran,
+        }
+
+
+def finish(conn: Connection, tables: Tables, endings: Sequence[Ending], *, worker: str) -> int:
+    """Record how claimed runs ended, in one statement run for each; returns how many were
+    still claimed by ``worker`` (a claim lost to an expired lease is not overwritten)."""
+    if not endings:
+        return 0
     t = tables.outbox
-    values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
-    # A row that ran keeps no data of a user deleted meanwhile (see ``writes.erase_outbox``).
-    kept = case((_user_deleted(tables), null()), else_=t.c.data)
-    if error is None:
-        values.update(status=DONE, finished_at=now_ms, note=note, data=kept)
-    elif dead:
-        values.update(status=DEAD, finished_at=now_ms, last_error=error, data=kept)
-    else:
-        values.update(last_error=error, next_attempt_at=retry_at if retry_at else now_ms)
-    result = conn.execute(
-        update(t).where(t.c.id == row.id, t.c.claimed_by == worker).values(values)
+    ran = bindparam("b_ran", type_=Boolean)
+    statement = (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.claimed_by == worker)
+        .values(
+            claimed_by=None,
+            claimed_until=None,
+            status=bindparam("b_status"),
+            finished_at=bindparam("b_finished_at", type_=BigInteger),
+            note=bindparam("b_note", type_=Text),
+            last_error=func.coalesce(bindparam("b_error", type_=Text), t.c.last_error),
+            next_attempt_at=func.coalesce(
+                bindparam("b_next", type_=BigInteger), t.c.next_attempt_at
+            ),
+            # A row that ran keeps no data of a user deleted meanwhile (writes.erase_outbox).
+            data=case((and_(ran, _user_deleted(tables)), null()), else_=t.c.data),
+        )
     )
-    return bool(result.rowcount)
+    result = conn.execute(statement, [e.values() for e in endings])
+    return int(result.rowcount)
+
+
+def release(conn: Connection, tables: Tables, ids: Sequence[int], *, worker: str) -> None:
+    """Give back claims of rows that were not started (and do not count them as attempts)."""
+    t = tables.outbox
+    conn.execute(
+        update(t)
+        .where(t.c.id.in_(list(ids)), t.c.claimed_by == worker)
+        .values(claimed_by=None, claimed_until=None, attempts=t.c.attempts - 1)
+    )
 
 
 def _user_deleted(tables: Tables) -> Any:
@@ -288,12 +335,14 @@ __all__ = [
     "DEAD",
     "DONE",
     "PENDING",
+    "Ending",
     "OutboxRow",
     "claim",
     "counts",
     "enqueue",
     "finish",
     "list_rows",
+    "release",
     "release_dead_claims",
     "retry",
     "superseded",
