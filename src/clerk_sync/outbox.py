@@ -45,6 +45,7 @@ from .events import Status
 from .hooks import ChangeEvent, Hook, HookSet
 from .store import Tables
 from .store import outbox as rows
+from .store.engine import write_transaction
 from .store.outbox import OutboxRow
 
 log = logging.getLogger("clerk_sync.outbox")
@@ -120,7 +121,7 @@ class OutboxWorker:
         return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
 
     def _in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             return fn(conn, self.tables, *args, **kwargs)
 
     @property
@@ -263,7 +264,7 @@ class OutboxWorker:
                     log.warning("periodic outbox check failed: %s: %s", type(exc).__name__, exc)
 
     def _periodic_call(self, fn: Callable[[Connection, int], Any]) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             fn(conn, self._now_ms())
 
     async def _run(self, row: OutboxRow) -> None:

@@ -241,3 +241,24 @@ def test_a_bad_rules_file_stops_serve_at_start_in_one_line(tmp_path: Path) -> No
     [line] = [x for x in result.stderr.splitlines() if x.strip()]
     assert '"signups"' in line
     assert "data.frist_name" in line
+
+
+def test_an_in_transaction_hook_runs_in_the_writer_process_and_can_refuse(
+    db_url: str, observer: Engine, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.jsonl"
+    env = _env(log, HOOKS="tests.helpers.hook_recorder:keep_protected")
+    with ServerProcess(
+        database_url=db_url, secret=SECRET, workdir=tmp_path / "srv", extra_env=env
+    ) as server:
+        _deliver(server, _user("user_protected_1", T0, "Ada"))
+        _deliver(server, _user("user_free_1", T0, "Bo"))
+        body, headers = signed(deleted_user_event("user_protected_1", timestamp=T0 + 10))
+        assert server.post(body, headers).status_code == 503
+        _, answer = _deliver(server, deleted_user_event("user_free_1", timestamp=T0 + 10))
+        assert answer["status"] == "processed"
+        server_pid = server.proc.pid if server.proc else None
+    runs = read_runs(log)
+    assert [r["subject_id"] for r in runs] == ["user_protected_1", "user_free_1"]
+    assert all(r["pid"] != server_pid for r in runs)  # the writer process ran them
+    assert _outbox(observer) == []  # no after-commit hooks: no rows

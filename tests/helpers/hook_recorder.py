@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 import clerk_sync
 from clerk_sync import ChangeEvent
 
@@ -59,6 +61,14 @@ def flaky(event: ChangeEvent) -> None:
     _append("tests.helpers.hook_recorder:flaky", event)
     if event.attempt == 1:
         raise RuntimeError("the first attempt always fails")
+
+
+@clerk_sync.in_transaction("user.deleted")
+def keep_protected(conn: Connection, event: ChangeEvent) -> None:
+    """Runs in the delete's transaction (in the writer process): refuses ``user_protected…``."""
+    _append("tests.helpers.hook_recorder:keep_protected", event)
+    if event.subject_id.startswith("user_protected"):
+        raise RuntimeError("this user may not be deleted")
 
 
 def not_a_hook(event: ChangeEvent) -> None:

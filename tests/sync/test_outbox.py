@@ -18,6 +18,7 @@ from clerk_sync.events import OutboxStatus, Status
 from clerk_sync.hooks import ChangeEvent, Hook, idempotency_key
 from clerk_sync.outbox import retry_delay
 from clerk_sync.store import outbox as rows
+from clerk_sync.store.engine import write_transaction
 from tests.helpers.entity_cases import T0, envelope
 from tests.helpers.outbox import Outbox, Recorder
 
@@ -335,7 +336,7 @@ def test_concurrent_workers_never_claim_the_same_row(engine: Engine, backend: st
 
     def claim(index: int) -> None:
         for _ in range(30):
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 got = rows.claim(
                     conn, box.tables, worker=f"w{index}", now_ms=now, lease_ms=60_000, limit=3
                 )

@@ -11,6 +11,7 @@ from rich.table import Column, Table
 from ..errors import InvalidParameter
 from ..events import OUTBOX_STATUSES, OutboxStatus
 from ..store import outbox as rows
+from ..store.engine import write_transaction
 from .common import (
     deployment,
     load_settings,
@@ -88,7 +89,7 @@ def retry_cmd(
     if bool(ids) == dead:
         raise InvalidParameter("Give row ids, or --dead for every dead row (not both).")
     settings = load_settings()
-    with open_engine(settings) as engine, engine.begin() as conn:
+    with open_engine(settings) as engine, write_transaction(engine) as conn:
         changed = rows.retry(
             conn, deployment(settings), ids=ids or (), dead=dead, now_ms=int(time.time() * 1000)
         )

@@ -14,11 +14,13 @@ one-line detail names the cause and the fix.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from ..errors import (
@@ -34,6 +36,16 @@ from ..errors import (
 
 WRITE_OPTIONS = {"clerk_sync_write": True}
 """Execution options a write transaction's connection carries (SQLite: ``BEGIN IMMEDIATE``)."""
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: on SQLite it takes the write lock at its start, so it waits
+    its turn (busy timeout) instead of failing to upgrade a read lock mid-way."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**WRITE_OPTIONS)
+        with conn.begin():
+            yield conn
 
 
 def _json_dumps(value: Any) -> str:

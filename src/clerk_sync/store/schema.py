@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -180,7 +181,20 @@ def _outbox(metadata: MetaData, naming: Naming) -> Table:
         Column("created_at", BigInteger, nullable=False),
         Column("finished_at", BigInteger),
         CheckConstraint(f"status IN ({statuses})", name="status_known"),
-        Index(f"ix_{name}_status_next_attempt_at", "status", "next_attempt_at"),
+        # Partial indexes: the worker's claim scans pending rows in id order, alerts the dead
+        # ones; both stay small however many rows are done.
+        Index(
+            f"ix_{name}_pending",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            f"ix_{name}_dead",
+            "finished_at",
+            postgresql_where=text("status = 'dead'"),
+            sqlite_where=text("status = 'dead'"),
+        ),
         Index(f"ix_{name}_handler_subject_id", "handler", "subject_id", "id"),
         schema=naming.schema,
     )

@@ -53,9 +53,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name=op.f(f"uq_{name}_key")),
         schema=schema(),
     )
-    op.create_index(
-        f"ix_{name}_status_next_attempt_at", name, ["status", "next_attempt_at"], schema=schema()
-    )
+    for index, column, status in (("pending", "id", "pending"), ("dead", "finished_at", "dead")):
+        where = sa.text(f"status = '{status}'")
+        op.create_index(
+            f"ix_{name}_{index}",
+            name,
+            [column],
+            schema=schema(),
+            postgresql_where=where,
+            sqlite_where=where,
+        )
     op.create_index(
         f"ix_{name}_handler_subject_id", name, ["handler", "subject_id", "id"], schema=schema()
     )
