@@ -7,6 +7,11 @@ same port and database. At the end the database must be exactly the model's stat
 history (every table and the tombstones), with one event-log row per svix id that agrees with every
 answer given: nothing accepted was lost, nothing was applied twice, nothing is half-written.
 
+The server runs an after-commit hook (``HOOKS``) that records every run, so the kills also land
+between commits and runs and during runs: once the outbox has settled, every processed
+delivery's hook ran at least once, in delivery order per subject, each run with that delivery's
+idempotency key, and none ran for a delivery that was not processed.
+
 The history and the kill points come from ``SEED`` (``CLERK_SYNC_PROOF_SEED`` overrides it);
 the moments of the kills still depend on timing.
 """
@@ -28,14 +33,17 @@ from sqlalchemy import Engine, select
 from clerk_sync.store import make_engine
 from tests.conftest import SECRET
 from tests.e2e.server import HOST, ServerProcess, clerk_sync_command
+from tests.helpers.hook_recorder import LOG_ENV, NAME, SLEEP_ENV, read_runs
 from tests.helpers.tables import tombstones_table
 from tests.proofs.history import delivery_order, make_history
 from tests.proofs.model import Event, actual_state, differences, expected_state, tombstone_times
+from tests.proofs.outbox_checks import check_runs, wait_settled
 from tests.proofs.svix_sender import Attempt, check_event_log, send
 
 SEED = int(os.environ.get("CLERK_SYNC_PROOF_SEED", "20251127"))
 EVENTS = 6_000
 KILLS = 5
+REPO = str(Path(__file__).resolve().parents[2])
 
 
 class SamePortServer(ServerProcess):
@@ -120,7 +128,18 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
             with count_lock:
                 accepted += 1
 
-    server = SamePortServer(database_url=db_url, secret=SECRET, workdir=tmp_path / "srv")
+    runs_log = tmp_path / "runs.jsonl"
+    hooks = {
+        "HOOKS": "tests.helpers.hook_recorder:record",
+        "PYTHONPATH": REPO,
+        LOG_ENV: str(runs_log),
+        SLEEP_ENV: "0.001",
+        "OUTBOX_CONCURRENCY": "8",
+    }
+    server = SamePortServer(
+        database_url=db_url, secret=SECRET, workdir=tmp_path / "srv", extra_env=hooks
+    )
+    settle = make_engine(db_url)
     kills: list[Kill] = []
     errors: list[BaseException] = []
     done = threading.Event()
@@ -149,6 +168,13 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
         assert len(kills) == KILLS, f"seed {SEED}: only {len(kills)} kills"
         assert report.statuses().get("transport", 0) >= KILLS, "the kills interrupted nothing"
         report.check()
+        ran_before_the_end = len(read_runs(runs_log))
+        wait_settled(settle, timeout=60)
+    settle.dispose()
+    runs = read_runs(runs_log)
+    again = len(runs) - len({r["svix_id"] for r in runs})
+    print(f"{len(runs)} hook runs ({ran_before_the_end} while the stream lasted), {again} again")
+    assert ran_before_the_end > 0, "no hook ran while the server was being killed"
 
     observer = make_engine(db_url)
     try:
@@ -163,5 +189,6 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
         assert not wrong_times, f"seed {SEED}: tombstones at times no deletion had: {wrong_times}"
         bodies = {m.svix_id: m.body for m in messages}
         check_event_log(observer, bodies, [report], expected)
+        check_runs(observer, runs, NAME, exactly_once=False)
     finally:
         observer.dispose()
