@@ -191,6 +191,31 @@ class Settings(BaseSettings):
         default="users:deleteFromClerk",
         description="Convex mutation called with `{clerkUserId: <id>}`.",
     )
+    clerk_secret_key: str = Field(
+        default="",
+        description="Clerk Backend API secret key (`sk_test_…` / `sk_live_…`, Clerk Dashboard → "
+        "API keys) for `backfill`, `reconcile` and `users fetch`.",
+    )
+    clerk_api_url: str = Field(
+        default="https://api.clerk.com/v1",
+        description="Base URL of Clerk's Backend API (tests point it at a local fake).",
+    )
+    clerk_api_rate: str = Field(
+        default="",
+        description="Client-side budget of Backend API requests, e.g. `90/10s`. Empty: 90 per "
+        "10 s for an `sk_test_` key, 900 per 10 s for `sk_live_` (under Clerk's 100 and 1,000).",
+    )
+    event_retention_days: int = Field(
+        default=30,
+        ge=0,
+        le=36_500,
+        description="Stored payloads older than this are erased (their log rows stay); 0 keeps "
+        "them forever.",
+    )
+    reconcile_every: str = Field(
+        default="",
+        description="Run `reconcile` inside `serve` this often (`24h`, `30m`); empty: never.",
+    )
     allowed_source_ips: str = Field(
         default="",
         description="Who may POST webhooks: IPs, CIDRs and presets (`svix` = every published "

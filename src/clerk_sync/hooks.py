@@ -72,6 +72,9 @@ class Hook:
     mirror: bool = False
     """Only the newest state of a subject matters (a sink copying objects elsewhere): the
     worker skips a row a later one of the same subject has superseded (:mod:`.outbox`)."""
+    backfill: bool = False
+    """Also run for objects the backfill fetched (``source = backfill``). Off by default, so a
+    first backfill does not send every existing user a welcome e-mail; sinks turn it on."""
 
     def matches(self, event_type: str) -> bool:
         return any(fnmatchcase(event_type, p) for p in self.patterns)
@@ -86,9 +89,12 @@ def idempotency_key(handler: str, svix_id: str) -> str:
     return hashlib.sha256(f"{handler}\n{svix_id}".encode()).hexdigest()[:32]
 
 
-def after_commit(*patterns: str, name: str | None = None) -> Callable[[F], F]:
-    """Register ``fn(event: ChangeEvent)`` to run after a matching delivery committed."""
-    return _register("after_commit", patterns, name)
+def after_commit(
+    *patterns: str, name: str | None = None, backfill: bool = False
+) -> Callable[[F], F]:
+    """Register ``fn(event: ChangeEvent)`` to run after a matching delivery committed
+    (``backfill=True``: also for objects ``clerk-sync backfill`` fetched)."""
+    return _register("after_commit", patterns, name, backfill)
 
 
 def in_transaction(*patterns: str) -> Callable[[F], F]:
@@ -97,7 +103,9 @@ def in_transaction(*patterns: str) -> Callable[[F], F]:
     return _register("in_transaction", patterns, None)
 
 
-def _register(phase: Phase, patterns: tuple[str, ...], name: str | None) -> Callable[[F], F]:
+def _register(
+    phase: Phase, patterns: tuple[str, ...], name: str | None, backfill: bool = False
+) -> Callable[[F], F]:
     decorator = f"@clerk_sync.{phase}"
     if not patterns:
         raise ConfigError(f"{decorator}() needs at least one event type, e.g. 'user.created'.")
@@ -113,7 +121,7 @@ def _register(phase: Phase, patterns: tuple[str, ...], name: str | None) -> Call
                 f"{decorator} hook {_name_of(fn)} is async: in-transaction hooks run on the "
                 "database connection's thread and must be plain functions."
             )
-        hook = Hook(name or _name_of(fn), phase, tuple(patterns), fn)
+        hook = Hook(name or _name_of(fn), phase, tuple(patterns), fn, backfill=backfill)
         setattr(fn, _ATTRIBUTE, (*getattr(fn, _ATTRIBUTE, ()), hook))
         _DEFINED.setdefault(fn.__module__, []).append(hook)
         return fn
@@ -237,9 +245,10 @@ class HookSet:
     def handler(self, name: str) -> Hook | None:
         return self._by_name.get(name)
 
-    def routes(self) -> list[tuple[str, tuple[str, ...]]]:
-        """Each after-commit hook's name and patterns: all the receiver needs to write rows."""
-        return [(h.name, h.patterns) for h in self.after_commit]
+    def routes(self) -> list[Route]:
+        """Each after-commit hook's name, patterns and whether it runs for backfilled objects:
+        all the receiver needs to write rows (plain data, for the writer process too)."""
+        return [(h.name, h.patterns, h.backfill) for h in self.after_commit]
 
     def modules(self) -> list[str]:
         """The modules a writer process must import to have the in-transaction hooks."""
@@ -294,18 +303,24 @@ class InTransactionHooks:
         return bool(self._registered)
 
 
+Route = tuple[str, tuple[str, ...], bool]
+"""An after-commit hook as the receiver sees it: ``(name, patterns, on_backfill)``."""
+
+
 class OutboxRoutes:
     """After-commit hook names by pattern: which outbox rows a processed delivery gets."""
 
-    def __init__(self, routes: Iterable[tuple[str, Sequence[str]]] = ()) -> None:
-        self._routes = tuple((name, tuple(patterns)) for name, patterns in routes)
-        self.matching = lru_cache(maxsize=256)(self._matching)
+    def __init__(self, routes: Iterable[Sequence[Any]] = ()) -> None:
+        self._routes = tuple(
+            (str(r[0]), tuple(r[1]), bool(r[2]) if len(r) > 2 else False) for r in routes
+        )
+        self.matching = lru_cache(maxsize=512)(self._matching)
 
-    def _matching(self, event_type: str) -> tuple[str, ...]:
+    def _matching(self, event_type: str, backfill: bool = False) -> tuple[str, ...]:
         return tuple(
             name
-            for name, patterns in self._routes
-            if any(fnmatchcase(event_type, p) for p in patterns)
+            for name, patterns, on_backfill in self._routes
+            if (on_backfill or not backfill) and any(fnmatchcase(event_type, p) for p in patterns)
         )
 
     def __bool__(self) -> bool:

@@ -46,13 +46,14 @@ from .classify import log_text, unstorable
 from .entities import Delete, Plan, Upsert, route, tables
 from .entities import kind as kinds
 from .errors import ClerkSyncError, InvalidPayload, StoreUnavailable
-from .events import OutboxStatus, Status, decode_envelope
+from .events import OutboxStatus, Source, Status, decode_envelope
 from .hooks import (
     ChangeEvent,
     Hook,
     InTransactionHook,
     InTransactionHooks,
     OutboxRoutes,
+    Route,
     UserDeletedHook,
     idempotency_key,
 )
@@ -85,6 +86,9 @@ class Delivery:
     body: bytes
     received_at: int | None = None
     """When it arrived, ms since the epoch; defaults to when it is received."""
+    source: Source = Source.WEBHOOK
+    """``backfill`` for an object fetched from the Backend API (a synthetic delivery): it
+    goes through the same rules, and runs only the hooks registered with ``backfill=True``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +154,13 @@ class Receiver:
         on_user_deleted: Sequence[UserDeletedHook] = (),
         in_transaction: Iterable[tuple[str, InTransactionHook]] = (),
         hooks: Iterable[Hook] = (),
-        outbox: Iterable[tuple[str, Sequence[str]]] = (),
+        outbox: Iterable[Route] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``hooks``: decorated hooks, of which the in-transaction ones run here; ``outbox``:
-        each after-commit hook's ``(name, patterns)``, for which a processed delivery gets an
-        outbox row in its own transaction (the worker that runs them has the functions)."""
+        each after-commit hook's ``(name, patterns[, on_backfill])``, for which a processed
+        delivery gets an outbox row in its own transaction (the worker that runs them has the
+        functions)."""
         self.engine = engine
         self.tables = tables if tables is not None else default_tables()
         self.hooks = InTransactionHooks.build(on_user_deleted, in_transaction, hooks)
@@ -456,7 +461,7 @@ class Receiver:
         """The outbox rows of a processed delivery: one per matching after-commit hook."""
         assert p.event_type is not None
         assert p.plan is not None
-        names = self.outbox.matching(p.event_type)
+        names = self.outbox.matching(p.event_type, p.delivery.source == Source.BACKFILL)
         if not names:
             return []
         own = p.plan.writes[0]
@@ -501,6 +506,7 @@ class Receiver:
                 "status": p.status.value,
                 "error": p.reason,
                 "payload": log_text(d.body),
+                "source": d.source.value,
             },
         )
 

@@ -69,8 +69,9 @@ class WriterConfig:
     hook_modules: list[str] = field(default_factory=list)
     """Modules to import for the in-transaction hooks named in ``in_transaction``."""
     in_transaction: list[str] = field(default_factory=list)
-    outbox_routes: list[tuple[str, list[str]]] = field(default_factory=list)
-    """Each after-commit hook's name and patterns: which outbox rows a delivery gets."""
+    outbox_routes: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    """Each after-commit hook's name, patterns and ``backfill`` flag: which outbox rows a
+    delivery gets."""
     table_prefix: str = ""
     database_schema: str | None = None
     max_batch: int = 64
@@ -565,7 +566,7 @@ def main(argv: list[str]) -> None:
             tables=tables(config.table_prefix, config.database_schema),
             on_user_deleted=load_hooks(config.hook_paths),
             hooks=hooks.named(config.hook_modules, config.in_transaction),
-            outbox=[(name, tuple(patterns)) for name, patterns in config.outbox_routes],
+            outbox=[(name, tuple(patterns), on) for name, patterns, on in config.outbox_routes],
         )
     except ClerkSyncError as exc:
         log.error("writer process cannot start: error [%s] %s", exc.code, exc.detail)

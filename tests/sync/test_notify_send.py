@@ -170,7 +170,7 @@ def test_the_hooks_fit_a_deployment(tmp_path: Path, hook: JsonReceiver) -> None:
     )
     hooks = HookSet(tuple(notifications.hooks()))
     hooks.check_patterns(handled_types())
-    assert [name for name, _ in hooks.routes()] == ["notify:rule-1", "notify:alert:dead_letters"]
+    assert [route[0] for route in hooks.routes()] == ["notify:rule-1", "notify:alert:dead_letters"]
 
 
 # --- alerts -------------------------------------------------------------------------------

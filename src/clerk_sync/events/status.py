@@ -33,3 +33,15 @@ class OutboxStatus(StrEnum):
 
 
 OUTBOX_STATUSES: tuple[str, ...] = tuple(s.value for s in OutboxStatus)
+
+
+class Source(StrEnum):
+    """Where a delivery in the event log came from."""
+
+    WEBHOOK = "webhook"
+    """Signed by Svix and POSTed to the webhook endpoint (or replayed from the log)."""
+    BACKFILL = "backfill"
+    """Fetched from Clerk's Backend API by ``backfill``, ``reconcile`` or ``ensure_user``."""
+
+
+SOURCES: tuple[str, ...] = tuple(s.value for s in Source)

@@ -75,7 +75,7 @@ class ConvexSink:
         return self.url.rstrip("/") + "/api/mutation"
 
     def hook(self) -> Hook:
-        return Hook(HOOK_NAME, "after_commit", EVENTS, self.send, mirror=True)
+        return Hook(HOOK_NAME, "after_commit", EVENTS, self.send, mirror=True, backfill=True)
 
     def request(self, event: ChangeEvent) -> dict[str, Any]:
         """The mutation call for ``event``: a delete, or an upsert of the delivered user."""

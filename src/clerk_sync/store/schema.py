@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..errors import ConfigError
-from ..events import OUTBOX_STATUSES, STATUSES
+from ..events import OUTBOX_STATUSES, SOURCES, STATUSES, Source
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -100,6 +100,7 @@ class Tables:
     events: Table
     tombstones: Table
     outbox: Table
+    sync_state: Table
     entities: Mapping[str, Table] = field(default_factory=dict)
     """Entity kind name → its table."""
 
@@ -109,6 +110,7 @@ class Tables:
 
 def _events(metadata: MetaData, naming: Naming) -> Table:
     statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    sources = ", ".join(f"'{s}'" for s in SOURCES)
     name = naming.table("events")
     return Table(
         name,
@@ -130,7 +132,9 @@ def _events(metadata: MetaData, naming: Naming) -> Table:
         Column("status", String(16), nullable=False),
         Column("error", Text),
         Column("payload", Text),
+        Column("source", String(16), nullable=False, server_default=Source.WEBHOOK.value),
         CheckConstraint(f"status IN ({statuses})", name="status_known"),
+        CheckConstraint(f"source IN ({sources})", name="source_known"),
         Index(f"ix_{name}_status_seq", "status", "seq"),
         Index(f"ix_{name}_type_seq", "type", "seq"),
         schema=naming.schema,
@@ -200,6 +204,18 @@ def _outbox(metadata: MetaData, naming: Naming) -> Table:
     )
 
 
+def _sync_state(metadata: MetaData, naming: Naming) -> Table:
+    """Small named values clerk-sync keeps between runs (the backfill's checkpoints)."""
+    return Table(
+        naming.table("sync_state"),
+        metadata,
+        Column("name", String(200), primary_key=True),
+        Column("value", Text, nullable=False),
+        Column("updated_at", BigInteger, nullable=False),
+        schema=naming.schema,
+    )
+
+
 def entity_table(metadata: MetaData, naming: Naming, name: str, columns: ColumnsFactory) -> Table:
     """The table of one entity kind: the shape every kind shares around its own columns."""
     return Table(
@@ -220,10 +236,11 @@ def build_tables(naming: Naming, kinds: Iterable[tuple[str, str, ColumnsFactory]
     events = _events(metadata, naming)
     tombstones = _tombstones(metadata, naming)
     outbox = _outbox(metadata, naming)
+    sync_state = _sync_state(metadata, naming)
     entities = {
         kind: entity_table(metadata, naming, table, columns) for kind, table, columns in kinds
     }
-    return Tables(naming, metadata, events, tombstones, outbox, entities)
+    return Tables(naming, metadata, events, tombstones, outbox, sync_state, entities)
 
 
 def table_key(table: Table) -> str:

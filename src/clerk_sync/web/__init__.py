@@ -115,7 +115,7 @@ def create_app(
                 hook_paths=settings.hook_paths(),
                 hook_modules=hook_set.modules(),
                 in_transaction=[h.name for h in hook_set.in_transaction],
-                outbox_routes=[(name, list(patterns)) for name, patterns in hook_set.routes()],
+                outbox_routes=[(n, list(p), on) for n, p, on in hook_set.routes()],
                 table_prefix=settings.table_prefix,
                 database_schema=settings.schema_name(),
                 max_batch=settings.batch_max,
