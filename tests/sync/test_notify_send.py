@@ -380,3 +380,30 @@ def test_an_alert_that_cannot_be_sent_raises(tmp_path: Path, hook: JsonReceiver)
     event = ChangeEvent("", "clerkSync.alert.dead_letters", "alert:ops", row_facts)
     with pytest.raises(NotificationFailed, match=r"^alert 'ops' could not be sent to json://…"):
         run(notifications, "notify:alert:ops", event)
+
+
+def test_reconcile_drift_alerts_once_per_run_that_found_drift(
+    engine: Engine, tmp_path: Path, hook: JsonReceiver
+) -> None:
+    from clerk_sync import tables as deployment
+    from clerk_sync.notify.alerts import RECONCILE_STATE
+    from clerk_sync.store import state
+
+    notifications = alerts(tmp_path, hook, 'kind = "reconcile_drift"')
+    assert check(engine, notifications, T0) == 0  # never reconciled
+    summary = {"at": T0, "total": 0, "fixed": True, "kinds": {}}
+    with engine.begin() as conn:
+        state.put(conn, deployment(), RECONCILE_STATE, json.dumps(summary), T0)
+    assert check(engine, notifications, T0 + 1) == 0  # no drift
+    drift = {"users": {"missing": 2, "extra": 1, "stale": 0}}
+    summary = {"at": T0 + 5, "total": 3, "fixed": True, "kinds": drift}
+    with engine.begin() as conn:
+        state.put(conn, deployment(), RECONCILE_STATE, json.dumps(summary), T0 + 5)
+    assert check(engine, notifications, T0 + 10) == 1
+    assert check(engine, notifications, T0 + 20) == 0  # the same run
+    [row] = alert_rows(engine)
+    send_row(notifications, row)
+    sent = hook.wait_for(1)[0].body
+    assert sent["title"] == "clerk-sync: reconcile found 3 difference(s) with Clerk"
+    assert "users: 2 missing, 1 extra, 0 stale" in sent["message"]
+    assert "and repaired it" in sent["message"]

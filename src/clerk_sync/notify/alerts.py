@@ -18,6 +18,9 @@ one row (the key is unique; a duplicate is skipped):
 * ``signature_failures`` — at least ``threshold`` (default 10) requests that failed signature
   verification within ``after`` (default 15m), counted in memory by the process that received
   them (:class:`SignatureFailures`); at most one alert per ``after``.
+* ``reconcile_drift`` — the last ``reconcile`` (``RECONCILE_EVERY`` in ``serve``, or the
+  command) found drift: one alert per run that found any (its summary is kept in
+  ``sync_state`` under :data:`RECONCILE_STATE`).
 
 The rate-limited kinds chain their keys: the next key is derived from the previous alert's, so
 two replicas that both see the same previous alert make the same next one.
@@ -38,12 +41,15 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Connection, func, or_, select
 
 from ..devtools.catalog import PING_TYPE
+from ..events import Source
 from ..hooks import ChangeEvent
-from ..store import outbox
+from ..store import outbox, state
 from ..store.schema import Tables
 from .send import Level, Message, send
 
-Kind = Literal["no_deliveries", "dead_letters", "signature_failures"]
+Kind = Literal["no_deliveries", "dead_letters", "signature_failures", "reconcile_drift"]
+RECONCILE_STATE = "reconcile:last"
+"""The ``sync_state`` entry where reconcile leaves its last summary (JSON)."""
 HOOK_PREFIX = "notify:alert:"
 """Every alert hook's name starts so; ``dead_letters`` leaves their rows out."""
 EVENT_TYPE_PREFIX = "clerkSync.alert."
@@ -68,6 +74,7 @@ KINDS: dict[str, KindSpec] = {
     "no_deliveries": KindSpec("6h", "warning"),
     "dead_letters": KindSpec("15m", "failure"),
     "signature_failures": KindSpec("15m", "warning", threshold=True),
+    "reconcile_drift": KindSpec("24h", "warning"),
 }
 
 
@@ -146,6 +153,13 @@ class Alert:
             if newest is None or now_ms - newest < self.after_ms:
                 return None
             return self._key(f"quiet since {newest}"), {**facts, "last_received_at": newest}
+        if self.kind == "reconcile_drift":
+            last = state.get(conn, tables, RECONCILE_STATE)
+            summary = json.loads(last) if last else None
+            if not isinstance(summary, dict) or not _int(summary.get("total")):
+                return None
+            at = _int(summary.get("at"))
+            return self._key(f"reconcile at {at}"), {**facts, **summary}
         if self.kind == "signature_failures" and failures is None:
             return None  # this process does not count them (see SignatureFailures)
         previous = _previous(conn, tables, self)
@@ -184,6 +198,13 @@ class Alert:
             facts["last_received_at"] = now_ms - self.after_ms - 60_000
         elif self.kind == "dead_letters":
             facts.update(count=2, handlers={"notify:example": 2}, since=now_ms - self.after_ms)
+        elif self.kind == "reconcile_drift":
+            facts.update(
+                at=now_ms,
+                total=3,
+                fixed=False,
+                kinds={"users": {"missing": 2, "extra": 0, "stale": 1}},
+            )
         else:
             facts.update(count=self.threshold, threshold=self.threshold)
         return facts
@@ -278,6 +299,23 @@ def describe(facts: Mapping[str, Any]) -> Message:
             "probing the endpoint: consider ALLOWED_SOURCE_IPS=svix.",
             level,
         )
+    if kind == "reconcile_drift":
+        kinds = facts.get("kinds")
+        listed = ", ".join(
+            f"{name}: {_int(c.get('missing'))} missing, {_int(c.get('extra'))} extra, "
+            f"{_int(c.get('stale'))} stale"
+            for name, c in (kinds.items() if isinstance(kinds, Mapping) else ())
+            if isinstance(c, Mapping)
+        )
+        total = _int(facts.get("total"))
+        repaired = "and repaired it" if facts.get("fixed") else "(not repaired: run with --fix)"
+        return Message(
+            f"clerk-sync: reconcile found {total} difference(s) with Clerk{test}",
+            f"The reconcile of {_utc(_int(facts.get('at')))} found the local copy differed "
+            f"from Clerk ({listed}) {repaired}. Drift means deliveries were missed: check "
+            "Clerk Dashboard → Webhooks for failed or disabled endpoints.",
+            level,
+        )
     return Message(f"clerk-sync alert {kind or '?'}{test}", json.dumps(dict(facts)), level)
 
 
@@ -303,6 +341,7 @@ def _newest_delivery(conn: Connection, tables: Tables) -> int | None:
     found = conn.execute(
         select(e.c.received_at)
         .where(or_(e.c.type.is_(None), e.c.type != PING_TYPE))
+        .where(e.c.source == Source.WEBHOOK.value)
         .order_by(e.c.seq.desc())
         .limit(1)
     ).scalar()
