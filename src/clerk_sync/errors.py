@@ -37,7 +37,9 @@ codes never change once released.
     ├── ApiError                     (read API)
     │   ├── Unauthorized             unauthorized           401
     │   ├── NotFound                 not_found              404
-    │   └── InvalidParameter         invalid_parameter      400
+    │   ├── InvalidParameter         invalid_parameter      400
+    │   └── PayloadGone              payload_gone           409  (replay: the body was erased or
+    │                                                            pruned)
     └── EdgeLimit                    server_busy /          503  (web.edge, before the app: with
                                      request_timeout /      408   Retry-After / slow client /
                                      headers_too_large      431   headers over 64 KiB)
@@ -219,6 +221,14 @@ class NotFound(ApiError):
 class InvalidParameter(ApiError):
     code = "invalid_parameter"
     http_status = 400
+
+
+class PayloadGone(ApiError):
+    """A replay asked for an event whose body is no longer stored: erased because its user
+    was deleted, or pruned after ``EVENT_RETENTION_DAYS``. Nothing can bring it back here."""
+
+    code = "payload_gone"
+    http_status = 409
 
 
 class EdgeLimit(ClerkSyncError):

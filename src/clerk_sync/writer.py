@@ -22,7 +22,7 @@ that deadline anyway (:func:`~clerk_sync.committer.expire_later`). ``/healthz`` 
 between batches: so an idle stopped child is found too, not only one with deliveries waiting.
 
 Frames in both directions are a 4-byte big-endian length and a pickle (the two ends are the same
-program): ``(job, svix_id, body, received_at)`` going (``svix_id`` ``None``: a ping),
+program): ``(job, svix_id, body, received_at, source)`` going (``svix_id`` ``None``: a ping),
 ``(job, outcome fields | None, detail)`` coming back.
 """
 
@@ -195,7 +195,9 @@ class WriterProcess:
         future: asyncio.Future[Outcome] = self._loop.create_future()
         self._pending[job] = future
         self._inflight[job] = self._loop.time()
-        self._send(_frame((job, delivery.svix_id, delivery.body, delivery.received_at)))
+        self._send(
+            _frame((job, delivery.svix_id, delivery.body, delivery.received_at, delivery.source))
+        )
         expiry = expire_later(self._loop, future, self.timeout)
         try:
             return await future
@@ -354,7 +356,7 @@ class WriterProcess:
             ping.add_done_callback(_retrieved)  # a ping no one awaits any more may still fail
             self._ping = (job, ping)
             self._inflight[job] = self._loop.time()
-            self._send(_frame((job, None, None, None)))
+            self._send(_frame((job, None, None, None, None)))
         try:
             await asyncio.wait_for(asyncio.shield(self._ping[1]), wait)
         except TimeoutError:
@@ -502,11 +504,11 @@ def serve_pipe(
             if not data:
                 open_ = False
                 break
-            for job, svix_id, body, received_at in frames.feed(data):
+            for job, svix_id, body, received_at, source in frames.feed(data):
                 if svix_id is None:  # a ping: answered now, ahead of the deliveries read with it
                     pongs.append(_frame((job, None, None)))
                 else:
-                    pending.append((job, Delivery(svix_id, body, received_at)))
+                    pending.append((job, Delivery(svix_id, body, received_at, source)))
         if pongs:
             _answer(write_fd, b"".join(pongs))
             pongs.clear()

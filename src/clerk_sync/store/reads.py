@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Row, Table, or_, select
+from sqlalchemy import Engine, Row, Select, Table, or_, select
+from sqlalchemy import exists as sql_exists
 
 from .schema import Tables
+from .writes import PERSONAL_KIND
 
 EVENT_FIELDS = (
     "seq",
@@ -89,8 +91,10 @@ def list_events(
     cursor: int | None = None,
     status: str | None = None,
     event_type: str | None = None,
+    since: int | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """The log, newest first, without payloads; the next cursor is the last ``seq`` seen."""
+    """The log, newest first, without payloads; the next cursor is the last ``seq`` seen.
+    ``since``: only events received at or after it (ms)."""
     events = tables.events
     stmt = select(*[events.c[name] for name in EVENT_FIELDS]).order_by(events.c.seq.desc())
     stmt = stmt.limit(limit)
@@ -100,6 +104,75 @@ def list_events(
         stmt = stmt.where(events.c.status == status)
     if event_type:
         stmt = stmt.where(events.c.type == event_type)
+    if since is not None:
+        stmt = stmt.where(events.c.received_at >= since)
     with engine.connect() as conn:
         rows = [_json(r, EVENT_FIELDS) for r in conn.execute(stmt)]
     return rows, (rows[-1]["seq"] if len(rows) == limit else None)
+
+
+REPLAY_FIELDS = (*EVENT_FIELDS, "source", "payload")
+"""An event as ``events show`` and replay read it: the listed fields, its source and body."""
+ERASED = "erased"
+"""``payload_gone``: the body was erased because the user it names was deleted."""
+PRUNED = "pruned"
+"""``payload_gone``: the body was erased by retention (``EVENT_RETENTION_DAYS``, ``events
+prune``)."""
+
+
+def _with_payloads(tables: Tables) -> Select[Any]:
+    """The log's columns with the body, and whether the user the event names was deleted.
+
+    A body goes two ways: erased with its user (who leaves a tombstone) or pruned by
+    retention. So a missing body whose user has a tombstone was erased, any other was pruned;
+    no column records why. (One pruned and then erased is reported erased: both are true.)"""
+    events, tombstones = tables.events, tables.tombstones
+    user_deleted = (
+        sql_exists()
+        .where(tombstones.c.kind == PERSONAL_KIND)
+        .where(tombstones.c.id == events.c.user_id)
+    )
+    return select(*[events.c[name] for name in REPLAY_FIELDS], user_deleted.label("user_deleted"))
+
+
+def _event_with_payload(row: Row[Any]) -> dict[str, Any]:
+    found = _json(row, REPLAY_FIELDS)
+    gone = None
+    if found["payload"] is None:
+        gone = ERASED if row._mapping["user_deleted"] else PRUNED
+    found["payload_gone"] = gone
+    return found
+
+
+def get_event(engine: Engine, tables: Tables, svix_id: str) -> dict[str, Any] | None:
+    """One event with its stored body (``payload``, text) and ``payload_gone``: None while
+    the body is stored, else :data:`ERASED` or :data:`PRUNED`."""
+    events = tables.events
+    with engine.connect() as conn:
+        row = conn.execute(_with_payloads(tables).where(events.c.svix_id == svix_id)).first()
+    return _event_with_payload(row) if row else None
+
+
+def events_with_payloads(
+    engine: Engine,
+    tables: Tables,
+    *,
+    limit: int,
+    after: int = 0,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: int | None = None,
+) -> list[dict[str, Any]]:
+    """Events oldest first from ``seq > after``, with their bodies as :func:`get_event` gives
+    them: what a replay selects by status, type and ``received_at >= since`` (ms), a page at
+    a time so a long log is never held in memory."""
+    events = tables.events
+    stmt = _with_payloads(tables).where(events.c.seq > after).order_by(events.c.seq).limit(limit)
+    if status:
+        stmt = stmt.where(events.c.status == status)
+    if event_type:
+        stmt = stmt.where(events.c.type == event_type)
+    if since is not None:
+        stmt = stmt.where(events.c.received_at >= since)
+    with engine.connect() as conn:
+        return [_event_with_payload(r) for r in conn.execute(stmt)]

@@ -21,6 +21,7 @@ from ..errors import ClerkSyncError, Refused, StoreUnavailable
 from ..hooks import UserDeletedHook
 from ..logformat import LogFormat
 from ..receiver import Receiver
+from ..retention import Pruner
 from ..store import ensure_schema, make_engine
 from ..verify import Verifier
 from ..writer import WriterConfig, WriterProcess
@@ -146,9 +147,12 @@ def create_app(
         await committer.open()
         if worker is not None:
             await worker.start()
+        pruner = Pruner(engine, deployment, settings.event_retention_days)
+        await pruner.start()
         try:
             yield
         finally:
+            await pruner.stop()
             if worker is not None:
                 await worker.stop()
             await guard.limiter.close()
@@ -159,6 +163,11 @@ def create_app(
     routes = Starlette(
         routes=[
             Route("/api/events", api.events, methods=["GET"]),
+            Route(
+                "/api/events/{svix_id:path}/replay",
+                api.replayer(committer.submit),
+                methods=["POST"],
+            ),
             Route("/api/outbox", api.outbox, methods=["GET"]),
             Route("/api/{rest:path}", api.objects, methods=["GET"]),
             Route(

@@ -10,12 +10,16 @@ unknown or repeated one, or a bad value (a number in anything but ASCII digits, 
 NUL character, longer than :data:`MAX_VALUE_CHARS`), is 400 ``invalid_parameter`` naming it,
 before any query runs; an id no database can hold (with a NUL) is simply not found. No input is
 a 500 (``tests/web/test_api.py`` fuzzes every route).
+
+One route writes: ``POST /api/events/{svix_id}/replay`` hands the event's stored body to the
+server's committer, so a replay is applied by the writer exactly like a webhook delivery (and
+answered once committed): a ``failed`` delivery is decoded again, any other is a duplicate.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import ParamSpec, TypeVar
 from urllib.parse import unquote
 
@@ -27,7 +31,9 @@ from starlette.responses import Response
 
 from ..entities import kind_named
 from ..errors import InvalidParameter, NotFound, StoreUnavailable, Unauthorized
-from ..events import OUTBOX_STATUSES, STATUSES, OutboxStatus
+from ..events import OUTBOX_STATUSES, STATUSES, OutboxStatus, Source
+from ..receiver import Delivery, Outcome
+from ..retention import payload_gone
 from ..store import Tables, reads
 from ..store import outbox as outbox_rows
 from .responses import JSONResponse
@@ -42,6 +48,11 @@ MAX_VALUE_CHARS = 1000
 MAX_LIMIT_DIGITS = 3
 MAX_SEQ_DIGITS = 18
 """An event cursor is a ``seq``: at most 18 digits fit a signed 64-bit column."""
+MAX_SVIX_ID_CHARS = 255
+"""The log's ``svix_id`` column: a longer id was never recorded."""
+Submit = Callable[[Delivery], Awaitable[Outcome]]
+"""How the server applies a delivery: its committer's ``submit`` (through the writer)."""
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 COLLECTIONS = {"users": "user", "organizations": "organization", "sessions": "session"}
 """``/api/<collection>/{id}`` → the kind it shows."""
@@ -160,6 +171,51 @@ class ReadApi:
         return JSONResponse(
             {"data": rows, "next_cursor": str(next_cursor) if next_cursor is not None else None}
         )
+
+    def replayer(self, submit: Submit) -> Endpoint:
+        """``POST /api/events/{svix_id}/replay``, applied through ``submit`` — the committer —
+        so a replay goes through the writer like a webhook delivery."""
+
+        async def replay(request: Request) -> Response:
+            return await self._replay(request, submit)
+
+        return replay
+
+    async def _replay(self, request: Request, submit: Submit) -> Response:
+        """Run one event's stored body through the receiver again, as ``events replay`` does:
+        a ``failed`` delivery is decoded again, any other is answered as a duplicate. 404 for
+        an unknown id (or one no log can hold), 409 ``payload_gone`` when its body was erased
+        or pruned."""
+        self._authorize(request)
+        segments = _segments(request)
+        if len(segments) != 3 or segments[0] != "events" or segments[2] != "replay":
+            raise NotFound("Not found: no such route in the read API (see the README).")
+        _allow(request, ())
+        svix_id = segments[1]
+        if not svix_id or "\x00" in svix_id or len(svix_id) > MAX_SVIX_ID_CHARS:
+            shown = svix_id if len(svix_id) <= 40 else svix_id[:40] + "…"
+            raise NotFound(
+                f"No event with svix id {shown!r}: svix ids hold no NUL and are at most "
+                f"{MAX_SVIX_ID_CHARS} characters."
+            )
+        event = await _db(reads.get_event, self.engine, self.tables, svix_id)
+        if event is None:
+            raise NotFound(f"No event with svix id {svix_id!r} in the log.")
+        if event["payload"] is None:
+            raise payload_gone(svix_id, event["payload_gone"])
+        outcome = await submit(
+            Delivery(svix_id, event["payload"].encode("utf-8"), source=Source(event["source"]))
+        )
+        body: dict[str, object] = {
+            "svix_id": outcome.svix_id,
+            "status": outcome.status.value,
+            "duplicate": outcome.duplicate,
+            "type": outcome.event_type,
+            "subject_id": outcome.subject_id,
+        }
+        if outcome.reason:
+            body["reason"] = outcome.reason
+        return JSONResponse(body)
 
     async def outbox(self, request: Request) -> Response:
         """``GET /api/outbox?status=&limit=&cursor=``: newest rows first, with counts."""
