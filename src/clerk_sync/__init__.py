@@ -45,6 +45,7 @@ class Base(DeclarativeBase):
 
 
 if TYPE_CHECKING:
+    from .backfill import ensure_user
     from .store.migrate import ensure_schema, upgrade
     from .web import create_app
 
@@ -52,8 +53,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``ensure_schema`` and ``upgrade`` load Alembic, ``create_app`` Starlette: only when
-    first asked for (and the core never imports the web layer)."""
+    """``ensure_schema`` and ``upgrade`` load Alembic, ``create_app`` Starlette, ``ensure_user``
+    the Backend API client: only when first asked for (and the core never imports the web
+    layer)."""
     if name in ("ensure_schema", "upgrade"):
         from .store import migrate
 
@@ -62,6 +64,10 @@ def __getattr__(name: str) -> Any:
         from . import web
 
         return web.create_app
+    if name == "ensure_user":
+        from . import backfill
+
+        return backfill.ensure_user
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -90,6 +96,7 @@ __all__ = [
     "after_commit",
     "create_app",
     "ensure_schema",
+    "ensure_user",
     "handled_types",
     "in_transaction",
     "make_engine",

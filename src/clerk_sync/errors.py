@@ -34,6 +34,11 @@ codes never change once released.
     │   ├── SourceNotAllowed         source_not_allowed     403
     │   └── RateLimited              rate_limited           429  (with Retry-After)
     ├── ServerUnreachable            server_unreachable     exit 1   (devtools: no HTTP answer)
+    ├── ClerkApiError                clerk_api_error        exit 1   (Backend API, after retries;
+    │   ├── ClerkKeyRefused          clerk_key_refused      exit 2    defined in clerk_http)
+    │   ├── ClerkApiUnreachable      clerk_api_unreachable  exit 1
+    │   ├── UnexpectedResponse       clerk_api_unexpected   exit 1   (a 2xx not of Clerk's shape)
+    │   └── NotInClerk               not_in_clerk           exit 1   (404 for one object)
     ├── ApiError                     (read API)
     │   ├── Unauthorized             unauthorized           401
     │   ├── NotFound                 not_found              404

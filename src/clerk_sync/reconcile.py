@@ -14,18 +14,28 @@ racing the repair still wins when it is newer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
+from .backfill import WALKS, synthetic_delivery
+from .clerk_api import PAGE_MAX, ClerkApi
 from .entities import Kind, kind_named
 from .events import Source
+from .notify.alerts import RECONCILE_DRIFT_STATE, RECONCILE_STATE
 from .receiver import Delivery, Outcome, Receiver
-from .store import Tables
+from .store import Tables, state
+from .store.engine import write_transaction
+
+log = logging.getLogger("clerk_sync.reconcile")
+AfterDrift = Callable[[Connection, int], Any]
 
 RECONCILED = {
     "users": "user",
@@ -101,40 +111,141 @@ def compare(
 
 
 def repairs(
-    kind: Kind, drift: Drift, remote: Mapping[str, Mapping[str, Any]], now_ms: int
+    kind: Kind,
+    drift: Drift,
+    remote: Mapping[str, Mapping[str, Any]],
+    now_ms: int,
+    stored: Mapping[str, int | None] | None = None,
 ) -> list[Delivery]:
     """The synthetic deliveries that repair ``drift``: upserts of missing and stale objects at
-    Clerk's version, deletes of extra ones now."""
-    out: list[Delivery] = []
-    for action, ids in (("created", drift.missing), ("updated", drift.stale)):
-        for object_id in ids:
-            obj = dict(remote[object_id])
-            at = obj.get("updated_at") or obj.get("created_at") or now_ms
-            body = {
-                "object": "event",
-                "type": f"{kind.events}.{action}",
-                "data": obj,
-                "timestamp": at,
-            }
-            out.append(_delivery(f"reconcile_{kind.name}_{object_id}_{at}", body, now_ms))
+    Clerk's version (the backfill's deliveries), deletes of extra ones now."""
+    known = stored or {}
+    out = [
+        synthetic_delivery(kind, dict(remote[object_id]), known.get(object_id))
+        for object_id in (*drift.missing, *drift.stale)
+    ]
     delete_action = kind.deletes[0]
     for object_id in drift.extra:
         body = {
             "object": "event",
             "type": f"{kind.events}.{delete_action}",
-            "data": {"object": _object_name(kind), "id": object_id, "deleted": True},
+            "data": {"object": kind.name, "id": object_id, "deleted": True},
             "timestamp": now_ms,
         }
-        out.append(_delivery(f"reconcile_{kind.name}_{object_id}_deleted_{now_ms}", body, now_ms))
+        svix_id = f"reconcile_{kind.name}_{object_id}_deleted_{now_ms}"[:255]
+        out.append(Delivery(svix_id, orjson.dumps(body), now_ms, Source.BACKFILL))
     return out
 
 
-def _object_name(kind: Kind) -> str:
-    return kind.name
+def remote_objects(
+    api: ClerkApi, name: str, page_size: int = PAGE_MAX
+) -> dict[str, dict[str, Any]]:
+    """Every object Clerk lists for ``name`` (``users``, ``organizations``, ``memberships``)."""
+    walk = WALKS[name]
+    found: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        items, _ = walk.fetch(api, offset, page_size)
+        for item in items:
+            found[str(item["id"])] = item
+        if len(items) < page_size:
+            return found
+        offset += len(items)
 
 
-def _delivery(svix_id: str, body: Mapping[str, Any], now_ms: int) -> Delivery:
-    return Delivery(svix_id[:255], orjson.dumps(body), now_ms, Source.BACKFILL)
+def reconcile(
+    receiver: Receiver,
+    api: ClerkApi,
+    names: Sequence[str],
+    *,
+    fix_drift: bool,
+    after_drift: AfterDrift | None = None,
+) -> list[Drift]:
+    """Compare each kind of ``names`` with Clerk; repair what differs when ``fix_drift``; keep
+    the summary (``sync_state``) for the ``reconcile_drift`` alert, and call ``after_drift``
+    in that transaction when there was drift (``serve`` checks its alerts then)."""
+    drifts: list[Drift] = []
+    tables = receiver.tables
+    for name in names:
+        kind = kind_named(RECONCILED[name])
+        remote = remote_objects(api, name)
+        with receiver.engine.connect() as conn:
+            stored = stored_versions(conn, tables, kind)
+            deleted = tombstoned(conn, tables, kind)
+        drift = compare(name, stored, deleted, remote)
+        if fix_drift and drift.total:
+            fix(receiver, repairs(kind, drift, remote, now_ms(), stored))
+        drifts.append(drift)
+    at = now_ms()
+    summary = {
+        "at": at,
+        "total": sum(d.total for d in drifts),
+        "fixed": fix_drift,
+        "kinds": {
+            d.kind: {"missing": len(d.missing), "extra": len(d.extra), "stale": len(d.stale)}
+            for d in drifts
+        },
+    }
+    text = orjson.dumps(summary).decode()
+    with write_transaction(receiver.engine) as conn:
+        state.put(conn, tables, RECONCILE_STATE, text, at)
+        if summary["total"]:
+            state.put(conn, tables, RECONCILE_DRIFT_STATE, text, at)
+            if after_drift is not None:
+                after_drift(conn, at)
+    return drifts
+
+
+class Reconciler:
+    """``RECONCILE_EVERY`` in ``serve``: ``reconcile --fix`` of every kind, on a timer, in a
+    thread; a failure (Clerk unreachable, a refused key) is logged and tried at the next tick."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        api: ClerkApi,
+        every_seconds: float,
+        after_drift: AfterDrift | None = None,
+    ) -> None:
+        self.receiver = receiver
+        self.api = api
+        self.every = every_seconds
+        self.after_drift = after_drift
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="clerk-sync reconcile")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                drifts = await asyncio.to_thread(
+                    reconcile,
+                    self.receiver,
+                    self.api,
+                    list(RECONCILED),
+                    fix_drift=True,
+                    after_drift=self.after_drift,
+                )
+            except Exception as exc:  # reported, and tried again at the next tick
+                log.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
+                continue
+            total = sum(d.total for d in drifts)
+            (log.warning if total else log.info)(
+                "reconcile: %d difference(s) with Clerk repaired (%s)",
+                total,
+                ", ".join(
+                    f"{d.kind} {len(d.missing)}/{len(d.extra)}/{len(d.stale)}" for d in drifts
+                ),
+            )
 
 
 def fix(receiver: Receiver, deliveries: Sequence[Delivery]) -> list[Outcome]:

@@ -386,7 +386,7 @@ def test_reconcile_drift_alerts_once_per_run_that_found_drift(
     engine: Engine, tmp_path: Path, hook: JsonReceiver
 ) -> None:
     from clerk_sync import tables as deployment
-    from clerk_sync.notify.alerts import RECONCILE_STATE
+    from clerk_sync.notify.alerts import RECONCILE_DRIFT_STATE, RECONCILE_STATE
     from clerk_sync.store import state
 
     notifications = alerts(tmp_path, hook, 'kind = "reconcile_drift"')
@@ -398,7 +398,7 @@ def test_reconcile_drift_alerts_once_per_run_that_found_drift(
     drift = {"users": {"missing": 2, "extra": 1, "stale": 0}}
     summary = {"at": T0 + 5, "total": 3, "fixed": True, "kinds": drift}
     with engine.begin() as conn:
-        state.put(conn, deployment(), RECONCILE_STATE, json.dumps(summary), T0 + 5)
+        state.put(conn, deployment(), RECONCILE_DRIFT_STATE, json.dumps(summary), T0 + 5)
     assert check(engine, notifications, T0 + 10) == 1
     assert check(engine, notifications, T0 + 20) == 0  # the same run
     [row] = alert_rows(engine)

@@ -33,6 +33,7 @@ PUBLIC_NAMES = [
     "after_commit",
     "create_app",
     "ensure_schema",
+    "ensure_user",
     "handled_types",
     "in_transaction",
     "make_engine",

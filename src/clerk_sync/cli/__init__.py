@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from . import db, events, members, orgs, outbox, sessions, users
+from .backfill import backfill
 from .dev import dev
 from .doctor import doctor
 from .notify import app as notify_app
+from .reconcile import reconcile
 from .send import send
 from .serve import serve
 from .trigger import trigger
@@ -50,7 +52,9 @@ app.command("trigger")(trigger)
 app.command("send")(send)
 app.command("doctor")(doctor)
 app.command("verify")(verify)
+app.command("reconcile")(reconcile)
 app.command("worker")(worker)
+app.command("backfill")(backfill)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(orgs.app, name="orgs")

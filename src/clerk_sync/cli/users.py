@@ -50,3 +50,43 @@ def show_cmd(
 ) -> None:
     """Show one user."""
     show_object("user", user_id, "user", as_json=as_json)
+
+
+@app.command("fetch")
+@reports_errors
+def fetch_cmd(
+    user_id: str = typer.Argument(..., metavar="ID", help="Clerk user id (user_…)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Fetch one user from Clerk's Backend API (CLERK_SECRET_KEY) and apply it under the
+    webhook rules: a newer stored version or a deletion wins."""
+    from ..backfill import ensure_user
+    from ..events import Status
+    from .backfill import backend_api, quiet_logging
+    from .common import load_settings, print_json, stdout
+
+    settings = load_settings()
+    quiet_logging(settings)
+    with backend_api(settings) as (receiver, client):
+        outcome = ensure_user(receiver, client, user_id)
+    if as_json:
+        print_json(
+            {
+                "svix_id": outcome.svix_id,
+                "status": outcome.status.value,
+                "duplicate": outcome.duplicate,
+                "type": outcome.event_type,
+                "subject_id": outcome.subject_id,
+                "reason": outcome.reason,
+            }
+        )
+    else:
+        if outcome.duplicate:
+            what = "unchanged (this version was fetched before)"
+        elif outcome.status == Status.PROCESSED:
+            what = "inserted" if outcome.event_type == "user.created" else "updated"
+        else:
+            what = f"{outcome.status.value} — {outcome.reason}"
+        stdout.print(f"{outcome.subject_id}: {what}", highlight=False, markup=False)
+    if outcome.status == Status.FAILED:
+        raise typer.Exit(1)

@@ -20,7 +20,8 @@ one row (the key is unique; a duplicate is skipped):
   them (:class:`SignatureFailures`); at most one alert per ``after``.
 * ``reconcile_drift`` — the last ``reconcile`` (``RECONCILE_EVERY`` in ``serve``, or the
   command) found drift: one alert per run that found any (its summary is kept in
-  ``sync_state`` under :data:`RECONCILE_STATE`).
+  ``sync_state`` under :data:`RECONCILE_DRIFT_STATE`); ``serve`` checks at once after such a
+  run.
 
 The rate-limited kinds chain their keys: the next key is derived from the previous alert's, so
 two replicas that both see the same previous alert make the same next one.
@@ -50,6 +51,8 @@ from .send import Level, Message, send
 Kind = Literal["no_deliveries", "dead_letters", "signature_failures", "reconcile_drift"]
 RECONCILE_STATE = "reconcile:last"
 """The ``sync_state`` entry where reconcile leaves its last summary (JSON)."""
+RECONCILE_DRIFT_STATE = "reconcile:last_drift"
+"""The summary of the last reconcile that found drift (a clean run after it does not hide it)."""
 HOOK_PREFIX = "notify:alert:"
 """Every alert hook's name starts so; ``dead_letters`` leaves their rows out."""
 EVENT_TYPE_PREFIX = "clerkSync.alert."
@@ -154,7 +157,7 @@ class Alert:
                 return None
             return self._key(f"quiet since {newest}"), {**facts, "last_received_at": newest}
         if self.kind == "reconcile_drift":
-            last = state.get(conn, tables, RECONCILE_STATE)
+            last = state.get(conn, tables, RECONCILE_DRIFT_STATE)
             summary = json.loads(last) if last else None
             if not isinstance(summary, dict) or not _int(summary.get("total")):
                 return None

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
@@ -17,7 +17,7 @@ from .. import wiring
 from ..committer import Committer, GroupCommitter
 from ..config import Settings, load_hooks
 from ..entities import tables
-from ..errors import ClerkSyncError, Refused, StoreUnavailable
+from ..errors import ClerkSyncError, ConfigError, Refused, StoreUnavailable
 from ..hooks import UserDeletedHook
 from ..logformat import LogFormat
 from ..receiver import Receiver
@@ -141,20 +141,25 @@ def create_app(
         else None
     )
 
+    services: list[Service] = [Pruner(engine, deployment, settings.event_retention_days)]
+    if worker is not None:
+        services.insert(0, worker)
+    if settings.reconcile_every.strip():
+        services.append(_reconciler(settings, receiver, assembled))
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_schema, engine, naming=deployment.naming)
         await committer.open()
-        if worker is not None:
-            await worker.start()
-        pruner = Pruner(engine, deployment, settings.event_retention_days)
-        await pruner.start()
+        started: list[Service] = []
         try:
+            for service in services:
+                await service.start()
+                started.append(service)
             yield
         finally:
-            await pruner.stop()
-            if worker is not None:
-                await worker.stop()
+            for service in reversed(started):
+                await service.stop()
             await guard.limiter.close()
             await committer.close()
             if owns_engine:
@@ -188,6 +193,37 @@ def create_app(
         verifier, committer, settings.max_body_bytes, assembled.signature_failures
     )
     return ClerkSyncApp(webhook, routes, guard, lifespan)
+
+
+class Service(Protocol):
+    """A background part of the server started after the writer and stopped before it: the
+    outbox worker, retention, the scheduled reconcile."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def _reconciler(settings: Settings, receiver: Receiver, assembled: wiring.Deployment) -> Service:
+    """``RECONCILE_EVERY``: checked now, with the Backend API key it needs. A run that found
+    drift checks the alerts at once (``reconcile_drift``), not at the worker's next check."""
+    from ..clerk_api import ClerkApi
+    from ..notify.alerts import parse_duration
+    from ..reconcile import Reconciler
+
+    every = parse_duration(settings.reconcile_every)
+    if every is None:
+        raise ConfigError(
+            f"RECONCILE_EVERY {settings.reconcile_every!r} is not a duration: write e.g. "
+            "'24h', '30m' or '2d'."
+        )
+    notifications = assembled.notifications
+
+    def alert(conn: Connection, now_ms: int) -> None:
+        if notifications is not None:
+            notifications.check_alerts(conn, receiver.tables, now_ms, assembled.signature_failures)
+
+    return Reconciler(receiver, ClerkApi.from_settings(settings), every / 1000, alert)
 
 
 class ClerkSyncApp:
