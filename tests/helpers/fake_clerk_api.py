@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
 from clerk_sync.devtools import membership_object, organization_object, user_object
+from tests.helpers.loopback import serving
 
 SECRET_KEY = "sk_test_FAKEfakeFAKEfake0123456789abcdefABCDEF"
 T0 = 1_744_400_000_000
@@ -277,14 +278,6 @@ def _handler(fake: FakeClerkApi) -> type[BaseHTTPRequestHandler]:
 def fake_clerk_api() -> Iterator[FakeClerkApi]:
     """A running fake on an ephemeral 127.0.0.1 port, shut down on exit."""
     fake = FakeClerkApi()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_handler(fake)) as port:
+        fake.url = f"http://127.0.0.1:{port}/v1"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.helpers.loopback import serving
 
 DEPLOY_KEY = "prod:happy-otter-123|eyJ2MiI6ImZha2UtZGVwbG95LWtleSJ9"
 
@@ -100,14 +102,6 @@ def _handler(fake: FakeConvex) -> type[BaseHTTPRequestHandler]:
 def fake_convex() -> Iterator[FakeConvex]:
     """A running fake on an ephemeral 127.0.0.1 port, shut down on exit."""
     fake = FakeConvex()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_handler(fake)) as port:
+        fake.url = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -41,7 +41,7 @@ from tests.proofs.outbox_checks import check_runs, wait_settled
 from tests.proofs.svix_sender import Attempt, check_event_log, send
 
 SEED = int(os.environ.get("CLERK_SYNC_PROOF_SEED", "20251127"))
-EVENTS = 6_000
+EVENTS = 4_500
 KILLS = 5
 REPO = str(Path(__file__).resolve().parents[2])
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from limits import RateLimitItem, parse_many
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
@@ -112,7 +112,9 @@ class Limiter:
         except Exception as exc:
             raise ConfigError(f"REDIS_URL {redis_url!r} cannot be used: {exc}.") from None
         self.storage = storage
-        self.strategy = SlidingWindowCounterRateLimiter(storage)
+        # A moving window is exact: the sliding-window counter weighs the previous window's
+        # count, and a burst across a window boundary got 61 units of a budget of 60.
+        self.strategy = MovingWindowRateLimiter(storage)
         self._last_warning = 0.0
 
     async def close(self) -> None:
