@@ -34,6 +34,7 @@ overlap; the rate budget of :mod:`clerk_sync.clerk_api` bounds the requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -50,12 +51,13 @@ from sqlalchemy import Engine, select, tuple_
 
 from .classify import unstorable
 from .clerk_api import PAGE_MAX, ClerkApi
-from .entities import Kind, Upsert, kind_named
+from .config import Settings
+from .entities import Kind, Upsert, kind_named, tables
 from .entities import kind as kinds
 from .errors import InvalidPayload, StoreUnavailable
 from .events import Source, Status, decode_envelope
 from .receiver import Delivery, Outcome, Receiver
-from .store import state
+from .store import make_engine, state
 
 log = logging.getLogger("clerk_sync.backfill")
 
@@ -290,28 +292,49 @@ class Backfill:
         return int(self._clock() * 1000)
 
 
-def ensure_user(engine_or_receiver: Engine | Receiver, client: ClerkApi, user_id: str) -> Outcome:
+def ensure_user(
+    user_id: str,
+    *,
+    receiver: Engine | Receiver | None = None,
+    client: ClerkApi | None = None,
+    settings: Settings | None = None,
+) -> Outcome:
     """Fetch one user from Clerk and apply it under the webhook rules, as the backfill does:
     e.g. when your application meets a signed-in user the database does not hold yet.
 
-    ``engine_or_receiver``: a :class:`Receiver` (with your deployment's tables and hooks), or an
-    engine for the default tables and no hooks. Returns the delivery's :class:`Outcome`:
-    ``processed`` (``type`` ``user.created``: it was not stored; ``user.updated``: an older
-    version was), ``stale`` (a newer version is stored, or the user was deleted: ``reason`` says
-    which) or a duplicate (this version was already fetched). Raises
-    :class:`~clerk_sync.clerk_api.NotInClerk` when Clerk has no such user,
+    ``clerk_sync.ensure_user("user_…")`` alone reads the settings (the environment, ``.env``,
+    ``.env.local``: ``DATABASE_URL``, ``TABLE_PREFIX``, ``CLERK_SECRET_KEY``, …) and opens, then
+    closes, what it needs; an application that calls it often passes its own ``receiver`` (a
+    :class:`Receiver` with the deployment's tables and hooks, or an engine for the default
+    tables and no hooks) and ``client`` (a :class:`ClerkApi`). Returns the delivery's
+    :class:`Outcome`: ``processed`` (``type`` ``user.created``: it was not stored;
+    ``user.updated``: an older version was), ``stale`` (a newer version is stored, or the user
+    was deleted: ``reason`` says which) or a duplicate (this version was already fetched).
+    Raises :class:`~clerk_sync.clerk_api.NotInClerk` when Clerk has no such user,
     :class:`~clerk_sync.clerk_api.ClerkApiError` when the API fails, and
     :class:`~clerk_sync.errors.StoreUnavailable` when the database does.
     """
-    receiver = (
-        engine_or_receiver
-        if isinstance(engine_or_receiver, Receiver)
-        else Receiver(engine_or_receiver)
-    )
-    user = client.get_user(user_id)
-    kind = kind_named("user")
-    stored = stored_versions(receiver, kind, [user["id"]])
-    return receiver.receive(synthetic_delivery(kind, user, stored.get(user["id"])))
+    with contextlib.ExitStack() as owned:
+        if receiver is None or client is None:
+            settings = settings or Settings.load()
+        if client is None:
+            assert settings is not None
+            client = owned.enter_context(ClerkApi.from_settings(settings))
+        if receiver is None:
+            assert settings is not None
+            engine = make_engine(
+                settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous
+            )
+            owned.callback(engine.dispose)
+            receiver = Receiver(
+                engine, tables=tables(settings.table_prefix, settings.schema_name())
+            )
+        elif not isinstance(receiver, Receiver):
+            receiver = Receiver(receiver)
+        user = client.get_user(user_id)
+        kind = kind_named("user")
+        stored = stored_versions(receiver, kind, [user["id"]])
+        return receiver.receive(synthetic_delivery(kind, user, stored.get(user["id"])))
 
 
 # -- the synthetic delivery ----------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -561,13 +562,13 @@ def test_an_api_url_that_is_not_the_backend_api(engine: Engine, fake: FakeClerkA
 
 def test_ensure_user(engine: Engine, api: ClerkApi, fake: FakeClerkApi) -> None:
     user = fake.add_users(1)[0]
-    first = ensure_user(engine, api, user["id"])
+    first = ensure_user(user["id"], receiver=engine, client=api)
     assert (first.status, first.event_type, first.duplicate) == ("processed", "user.created", False)
     assert rows(engine, users_table)[user["id"]]["data"] == user
-    again = ensure_user(engine, api, user["id"])
+    again = ensure_user(user["id"], receiver=engine, client=api)
     assert again.duplicate
     newer = fake.touch_user(user["id"], first_name="Later")
-    updated = ensure_user(Receiver(engine), api, user["id"])
+    updated = ensure_user(user["id"], receiver=Receiver(engine), client=api)
     assert (updated.status, updated.event_type) == ("processed", "user.updated")
     assert rows(engine, users_table)[user["id"]]["first_name"] == "Later"
     with engine.connect() as conn:
@@ -590,10 +591,10 @@ def test_ensure_user_keeps_newer_and_deleted(
         engine, user_event("user.updated", {**ahead, "updated_at": ahead["updated_at"] + 9}), "m1"
     )
     webhook(engine, deleted_user_event(gone["id"]), "m2")
-    stale = ensure_user(engine, api, ahead["id"])
+    stale = ensure_user(ahead["id"], receiver=engine, client=api)
     assert stale.status == Status.STALE
     assert "not newer than the stored" in (stale.reason or "")
-    dead = ensure_user(engine, api, gone["id"])
+    dead = ensure_user(gone["id"], receiver=engine, client=api)
     assert dead.status == Status.STALE
     assert dead.reason == f"user {gone['id']} was deleted; deletes win"
     assert gone["id"] not in rows(engine, users_table)
@@ -601,11 +602,11 @@ def test_ensure_user_keeps_newer_and_deleted(
 
 def test_ensure_user_of_a_user_clerk_does_not_have(engine: Engine, api: ClerkApi) -> None:
     with pytest.raises(NotInClerk) as caught:
-        ensure_user(engine, api, "user_2NotThere")
+        ensure_user("user_2NotThere", receiver=engine, client=api)
     assert "user_2NotThere does not exist in Clerk" in caught.value.detail
     assert "404" in caught.value.detail
     with pytest.raises(NotInClerk, match="is not a Clerk user id"):
-        ensure_user(engine, api, "")
+        ensure_user("", receiver=engine, client=api)
     assert count(engine, events_table) == 0
 
 
@@ -652,3 +653,24 @@ def test_svix_ids_fit_the_log() -> None:
 def test_unknown_kinds_are_refused(engine: Engine, api: ClerkApi) -> None:
     with pytest.raises(ValueError, match="unknown kinds"):
         Backfill(Receiver(engine), api).run(["sessions"])
+
+
+def test_ensure_user_with_only_the_id_reads_the_settings(
+    engine: Engine,
+    db_url: str,
+    fake: FakeClerkApi,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``clerk_sync.ensure_user("user_…")``, as an application calls it: the environment names
+    the database and the key."""
+    import clerk_sync
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("CLERK_API_URL", fake.url)
+    user = fake.add_users(1)[0]
+    outcome = clerk_sync.ensure_user(user["id"])
+    assert (outcome.status, outcome.event_type) == ("processed", "user.created")
+    assert rows(engine, users_table)[user["id"]]["data"] == user

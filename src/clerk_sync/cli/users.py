@@ -68,7 +68,7 @@ def fetch_cmd(
     settings = load_settings()
     quiet_logging(settings)
     with backend_api(settings) as (receiver, client):
-        outcome = ensure_user(receiver, client, user_id)
+        outcome = ensure_user(user_id, receiver=receiver, client=client)
     if as_json:
         print_json(
             {
