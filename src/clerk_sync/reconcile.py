@@ -222,6 +222,7 @@ class Reconciler:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.api.close()
 
     async def _run(self) -> None:
         while True:
