@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,37 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from databases import fresh_database  # noqa: E402
 from tests.e2e.server import clean_env, clerk_sync_command  # noqa: E402
 from tests.helpers.fake_clerk_api import SECRET_KEY, fake_clerk_api  # noqa: E402
 
 from clerk_sync.clerk_api import PAGE_MAX, parse_rate  # noqa: E402
-from clerk_sync.store import make_engine, upgrade  # noqa: E402
 
-PG_ADMIN = os.environ.get(
-    "CLERK_SYNC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 UNBOUNDED = "1000000/1s"
-
-
-def database(backend: str, workdir: Path, tag: str) -> str:
-    if backend == "sqlite":
-        url = f"sqlite:///{workdir / f'bench_{tag}.db'}"
-    else:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        name = f"clerk_sync_bench_backfill_{os.getpid()}_{tag}"
-        admin = make_url(PG_ADMIN).set(drivername="postgresql")
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        )
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def backfill(users: int, page_delay: float, rate: str, url: str, workdir: Path) -> float:
@@ -108,7 +83,7 @@ def main() -> None:
     rate = parse_rate(args.rate)
     workdir = Path(tempfile.mkdtemp(prefix="clerk-sync-bench-backfill-"))
     for backend in ["sqlite", *(["postgresql"] if args.postgres else [])]:
-        url = database(backend, workdir, "fast")
+        url = fresh_database(backend, workdir, "backfill_fast")
         measured = backfill(fast_users, 0.0, UNBOUNDED, url, workdir)
         verdict = ""
         if backend == "sqlite":
@@ -120,7 +95,7 @@ def main() -> None:
         )
         slow_users = slow_pages * PAGE_MAX
         requests = slow_pages + 1  # the pages and the count
-        url = database(backend, workdir, "slow")
+        url = fresh_database(backend, workdir, "backfill_slow")
         measured = backfill(slow_users, args.delay, str(rate), url, workdir)
         sustained = rate.per_second * PAGE_MAX
         windows = math.ceil(requests / rate.requests) - 1

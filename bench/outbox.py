@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -25,16 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from databases import fresh_database  # noqa: E402
+
 from clerk_sync import tables  # noqa: E402
 from clerk_sync.devtools import encode, user_event, user_object  # noqa: E402
 from clerk_sync.hooks import ChangeEvent, Hook, HookSet  # noqa: E402
 from clerk_sync.outbox import OutboxSettings, OutboxWorker  # noqa: E402
 from clerk_sync.receiver import Delivery, Receiver  # noqa: E402
-from clerk_sync.store import make_engine, upgrade  # noqa: E402
+from clerk_sync.store import make_engine  # noqa: E402
 
-PG_ADMIN = os.environ.get(
-    "CLERK_SYNC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 T0 = 1_744_400_000_000
 BATCH = 64
 
@@ -89,27 +87,6 @@ def drain(url: str, n: int) -> float:
     return n / elapsed
 
 
-def fresh(backend: str, workdir: Path, round_: int) -> str:
-    if backend == "sqlite":
-        url = f"sqlite:///{workdir / f'bench_{round_}.db'}"
-    else:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        name = f"clerk_sync_bench_outbox_{os.getpid()}_{round_}"
-        admin = make_url(PG_ADMIN).set(drivername="postgresql")
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        )
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -122,7 +99,7 @@ def main() -> None:
         hooked: list[float] = []
         worker: list[float] = []
         for r in range(rounds):
-            url = fresh(backend, workdir, r)
+            url = fresh_database(backend, workdir, f"outbox_{r}")
             plain.append(receive(url, n, f"p{r}", hooked=False))
             hooked.append(receive(url, n, f"h{r}", hooked=True))
             worker.append(drain(url, n))
