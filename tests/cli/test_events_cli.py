@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from clerk_sync import tables
 from clerk_sync.devtools import deleted_user_event, encode, envelope, user_event, user_object
 from clerk_sync.receiver import Delivery, Receiver
 from clerk_sync.retention import DAY_MS, prune
 from tests.e2e.server import CliResult, clean_env, run_cli, run_cli_many
+from tests.helpers.entity_cases import log_row, row
 from tests.helpers.event_log import record_failed
-from tests.helpers.tables import EVENT_STATUSES, events_table, users_table
+from tests.helpers.tables import EVENT_STATUSES, users_table
 
 NOW_MS = int(time.time() * 1000)
 EVENT_KEYS = {
@@ -55,18 +56,6 @@ def _one_clean_line(result: CliResult) -> str:
     assert "Traceback" not in result.stderr, str(result)
     assert result.stdout == "", str(result)
     return lines[0]
-
-
-def _event(engine: Engine, svix_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(events_table).where(events_table.c.svix_id == svix_id)).one()
-    return dict(row._mapping)
-
-
-def _has_user(engine: Engine, user_id: str) -> bool:
-    with engine.connect() as conn:
-        found = conn.execute(select(users_table.c.id).where(users_table.c.id == user_id)).first()
-    return found is not None
 
 
 def _seed_gone(engine: Engine) -> dict[str, Any]:
@@ -104,7 +93,7 @@ def test_show_prints_the_event_and_its_payload_or_why_it_is_gone(
     )
 
     assert text.returncode == 0, str(text)
-    event = _event(engine, "msg_kept")
+    event = log_row(engine, "msg_kept")
     assert "status         processed" in text.stdout
     assert "deliveries     1" in text.stdout
     assert "source         webhook" in text.stdout
@@ -158,8 +147,8 @@ def test_replay_decodes_failed_deliveries_again_and_nothing_else(
             "action": "decode_again",
         }
     ]
-    assert _event(engine, "msg_failed")["delivery_count"] == 1  # a dry run changes nothing
-    assert not _has_user(engine, late["id"])
+    assert log_row(engine, "msg_failed")["delivery_count"] == 1  # a dry run changes nothing
+    assert row(engine, users_table, late["id"]) is None
 
     result = run_cli(
         "events",
@@ -199,9 +188,9 @@ def test_replay_decodes_failed_deliveries_again_and_nothing_else(
     assert len(errors) == 2, result.stderr
     assert errors[0].startswith("error [not_found] No event with svix id 'msg_unknown'")
     assert errors[1].startswith("error [payload_gone] No payload stored for 'msg_erased'")
-    assert _has_user(engine, late["id"])
-    assert _event(engine, "msg_failed")["status"] == "processed"
-    assert _event(engine, "msg_kept")["delivery_count"] == 2  # counted, not applied again
+    assert row(engine, users_table, late["id"]) is not None
+    assert log_row(engine, "msg_failed")["status"] == "processed"
+    assert log_row(engine, "msg_kept")["delivery_count"] == 2  # counted, not applied again
 
     text = run_cli("events", "replay", "msg_failed", env=env, cwd=tmp_path)
     assert text.returncode == 0, str(text)
@@ -235,8 +224,8 @@ def test_replay_selects_by_status_type_and_age(engine: Engine, db_url: str, tmp_
     assert "msg_old" not in text.stdout
     assert "msg_html" not in text.stdout
     assert "replayed 1 event(s)" in text.stdout
-    assert _event(engine, "msg_old")["status"] == "failed"
-    assert _event(engine, "msg_html")["delivery_count"] == 1
+    assert log_row(engine, "msg_old")["status"] == "failed"
+    assert log_row(engine, "msg_html")["delivery_count"] == 1
 
     everything = _json(
         run_cli("events", "replay", "--status", "failed", "--json", env=env, cwd=tmp_path)
@@ -267,7 +256,7 @@ def test_list_pages_with_a_cursor_and_filters_by_age(
         cwd=tmp_path,
     )
     assert first.returncode == 0, str(first)
-    cursor = _event(engine, "msg_3")["seq"]
+    cursor = log_row(engine, "msg_3")["seq"]
     assert f"next page: --cursor {cursor}" in first.stdout
     assert [e["svix_id"] for e in _json(recent)] == ["msg_4", "msg_3"]
     assert set(_json(recent)[0]) == EVENT_KEYS  # --json stays a list of events
@@ -276,7 +265,14 @@ def test_list_pages_with_a_cursor_and_filters_by_age(
         [
             (["events", "list", "--limit", "2", "--cursor", str(cursor), "--json"], env),
             (
-                ["events", "list", "--limit", "2", "--cursor", str(_event(engine, "msg_1")["seq"])],
+                [
+                    "events",
+                    "list",
+                    "--limit",
+                    "2",
+                    "--cursor",
+                    str(log_row(engine, "msg_1")["seq"]),
+                ],
                 env,
             ),
         ],
@@ -297,7 +293,7 @@ def test_prune_erases_old_payloads(engine: Engine, db_url: str, tmp_path: Path) 
     forever = run_cli("events", "prune", env=_env(db_url, EVENT_RETENTION_DAYS="0"), cwd=tmp_path)
     assert forever.returncode == 0, str(forever)
     assert "EVENT_RETENTION_DAYS=0 keeps stored payloads forever: nothing pruned" in forever.stdout
-    assert _event(engine, "msg_ancient")["payload"] is not None
+    assert log_row(engine, "msg_ancient")["payload"] is not None
 
     started = int(time.time() * 1000)
     default = _json(run_cli("events", "prune", "--json", env=_env(db_url), cwd=tmp_path))
@@ -308,8 +304,8 @@ def test_prune_erases_old_payloads(engine: Engine, db_url: str, tmp_path: Path) 
     assert default["older_than_ms"] == 30 * DAY_MS
     expected_wal = True if db_url.startswith("sqlite") else None
     assert default["wal_checkpointed"] is expected_wal
-    assert _event(engine, "msg_month")["payload"] is None
-    assert _event(engine, "msg_hours")["payload"] is not None
+    assert log_row(engine, "msg_month")["payload"] is None
+    assert log_row(engine, "msg_hours")["payload"] is not None
 
     hours = run_cli(
         "events",
@@ -322,8 +318,8 @@ def test_prune_erases_old_payloads(engine: Engine, db_url: str, tmp_path: Path) 
     assert hours.returncode == 0, str(hours)
     assert "erased 1 stored payload(s) of events received before" in hours.stdout
     assert "their log rows stay" in hours.stdout
-    assert _event(engine, "msg_hours")["payload"] is None
-    assert _event(engine, "msg_hours")["status"] == "ignored"  # the row stays
+    assert log_row(engine, "msg_hours")["payload"] is None
+    assert log_row(engine, "msg_hours")["status"] == "ignored"  # the row stays
 
 
 def test_bad_input_is_one_clear_line(engine: Engine, db_url: str, tmp_path: Path) -> None:

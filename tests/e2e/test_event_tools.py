@@ -11,31 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from clerk_sync.devtools import encode, envelope, user_event, user_object
 from clerk_sync.receiver import Delivery, Receiver
 from clerk_sync.retention import DAY_MS
 from tests.conftest import SECRET, signed
 from tests.e2e.server import ServerProcess, clean_env, run_cli, run_cli_many
+from tests.helpers.entity_cases import log_row, row
 from tests.helpers.event_log import record_failed
-from tests.helpers.tables import events_table, users_table
+from tests.helpers.tables import users_table
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MARKER = f"private-{secrets.token_hex(8)}"
-
-
-def _event(observer: Engine, svix_id: str) -> dict[str, Any]:
-    with observer.connect() as conn:
-        row = conn.execute(select(events_table).where(events_table.c.svix_id == svix_id)).one()
-    return dict(row._mapping)
-
-
-def _has_user(observer: Engine, user_id: str) -> bool:
-    with observer.connect() as conn:
-        found = conn.execute(select(users_table.c.id).where(users_table.c.id == user_id)).first()
-    return found is not None
 
 
 def _wait(condition: Any, timeout: float = 15.0) -> None:
@@ -60,8 +49,8 @@ def server(db_url: str, engine: Engine, tmp_path: Path) -> Iterator[ServerProces
 def test_serve_prunes_at_start_and_the_wal_keeps_nothing(
     server: ServerProcess, observer: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    _wait(lambda: _event(observer, "msg_ancient")["payload"] is None)
-    row = _event(observer, "msg_ancient")
+    _wait(lambda: log_row(observer, "msg_ancient")["payload"] is None)
+    row = log_row(observer, "msg_ancient")
     assert (row["status"], row["delivery_count"]) == ("ignored", 1)  # the row stays
     assert "erased 1 stored payload(s)" in server.stderr_text()
     if db_url.startswith("sqlite"):
@@ -98,7 +87,7 @@ def test_replay_route_and_commands_beside_a_running_server(
         "type": "user.created",
         "subject_id": late["id"],
     }
-    assert _has_user(observer, late["id"])  # committed by the server's writer
+    assert row(observer, users_table, late["id"]) is not None  # committed by the server's writer
 
     duplicate = server.client.post(f"/api/events/{svix_id}/replay", headers=AUTH)
     assert duplicate.status_code == 200, duplicate.text
@@ -127,7 +116,7 @@ def test_replay_route_and_commands_beside_a_running_server(
     replayed = run_cli("events", "replay", "msg_failed_cli", env=env, cwd=tmp_path)
     assert replayed.returncode == 0, str(replayed)
     assert f"msg_failed_cli user.created {later['id']}: failed → processed" in replayed.stdout
-    assert _has_user(observer, later["id"])
+    assert row(observer, users_table, later["id"]) is not None
 
     pruned = run_cli("events", "prune", "--older-than", "1h", "--json", env=env, cwd=tmp_path)
     assert pruned.returncode == 0, str(pruned)

@@ -26,20 +26,15 @@ from clerk_sync.retention import DAY_MS, prune
 from clerk_sync.store import make_engine
 from clerk_sync.web import create_app
 from tests.conftest import PG_ADMIN_URL, migrated_sqlite
+from tests.helpers.entity_cases import log_row
 from tests.helpers.event_log import record_failed
-from tests.helpers.tables import events_table, users_table
+from tests.helpers.tables import users_table
 from tests.proofs.hypothesis_settings import proof_settings
 
 from .conftest import ADMIN_TOKEN, Post, make_settings
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 OUTCOME_KEYS = {"svix_id", "status", "duplicate", "type", "subject_id"}
-
-
-def _event(engine: Engine, svix_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(events_table).where(events_table.c.svix_id == svix_id)).one()
-    return dict(row._mapping)
 
 
 def _user(engine: Engine, user_id: str) -> dict[str, Any] | None:
@@ -70,13 +65,13 @@ def test_a_failed_delivery_is_decoded_again_then_a_duplicate(
     }
     stored = _user(observer, user["id"])
     assert stored is not None  # committed: a second connection sees it
-    assert _event(observer, "msg_failed")["status"] == "processed"
+    assert log_row(observer, "msg_failed")["status"] == "processed"
 
     again = _replay(client, "msg_failed")
     assert again.status_code == 200, again.text
     assert again.json() == {**first.json(), "duplicate": True}
     assert _user(observer, user["id"]) == stored  # nothing applied twice
-    row = _event(observer, "msg_failed")
+    row = log_row(observer, "msg_failed")
     assert (row["delivery_count"], row["status"], row["error"]) == (3, "processed", None)
 
 
@@ -103,7 +98,7 @@ def test_a_failed_delivery_that_still_fails_says_why(
     body = response.json()
     assert (body["status"], body["duplicate"]) == ("failed", False)
     assert "not JSON" in body["reason"]
-    assert _event(observer, "msg_html")["delivery_count"] == 2
+    assert log_row(observer, "msg_html")["delivery_count"] == 2
 
 
 def test_a_payload_that_is_gone_is_409(
@@ -123,7 +118,7 @@ def test_a_payload_that_is_gone_is_409(
         assert body["error"] == "payload_gone"
         assert why in body["detail"]
         assert "Clerk Dashboard" in body["detail"]
-        assert _event(observer, svix_id)["delivery_count"] == 1  # nothing was replayed
+        assert log_row(observer, svix_id)["delivery_count"] == 1  # nothing was replayed
 
 
 @pytest.mark.parametrize(
@@ -164,7 +159,7 @@ def test_replay_needs_the_admin_token(
     response = _replay(client, "msg_failed", headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
-    assert _event(observer, "msg_failed")["delivery_count"] == 1
+    assert log_row(observer, "msg_failed")["delivery_count"] == 1
 
 
 def test_replay_is_404_when_no_token_is_configured(db_url: str, engine: Engine) -> None:
@@ -172,7 +167,7 @@ def test_replay_is_404_when_no_token_is_configured(db_url: str, engine: Engine) 
     with TestClient(create_app(make_settings(db_url, admin_token=""))) as client:
         assert _replay(client, "msg_failed").status_code == 404
         assert _replay(client, "msg_failed", headers={}).status_code == 404
-    assert _event(engine, "msg_failed")["status"] == "failed"
+    assert log_row(engine, "msg_failed")["status"] == "failed"
 
 
 def test_replay_takes_no_query_parameters(client: TestClient, engine: Engine) -> None:
@@ -181,7 +176,7 @@ def test_replay_takes_no_query_parameters(client: TestClient, engine: Engine) ->
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_parameter"
     assert "dry_run" in response.json()["detail"]
-    assert _event(engine, "msg_failed")["status"] == "failed"
+    assert log_row(engine, "msg_failed")["status"] == "failed"
 
 
 def test_replay_goes_through_the_writer_process(db_url: str, engine: Engine) -> None:
