@@ -4,71 +4,105 @@ memberships and sessions in sync.
 The public surface is what this module exports; everything else may change between versions.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import DeclarativeBase
-
-from .config import Settings
-from .entities import handled_types, tables
-from .errors import (
-    ClerkSyncError,
-    ConfigError,
-    InvalidPayload,
-    RejectedDelivery,
-    SchemaError,
-    StoreUnavailable,
-)
-from .events import Status
-from .hooks import (
-    ChangeEvent,
-    Hook,
-    InTransactionHook,
-    UserDeletedHook,
-    after_commit,
-    in_transaction,
-)
-from .receiver import Delivery, Outcome, Receiver
-from .store import Naming, Tables, make_engine
-from .verify import SignedHeaders, Verifier
-
-metadata = tables().metadata
-"""The default deployment's tables (no ``TABLE_PREFIX``): reference them from your own."""
-users_table = tables().entity("user")
-organizations_table = tables().entity("organization")
-
-
-class Base(DeclarativeBase):
-    """A declarative base whose metadata holds clerk-sync's tables, so an application's ORM
-    models can name ``users.id`` / ``organizations.id`` in a ``ForeignKey``."""
-
-    metadata = metadata
-
-
 if TYPE_CHECKING:
+    from sqlalchemy import MetaData, Table
+
     from .backfill import ensure_user
+    from .config import Settings
+    from .entities import handled_types, tables
+    from .errors import (
+        ClerkSyncError,
+        ConfigError,
+        InvalidPayload,
+        RejectedDelivery,
+        SchemaError,
+        StoreUnavailable,
+    )
+    from .events import Status
+    from .hooks import (
+        ChangeEvent,
+        Hook,
+        InTransactionHook,
+        UserDeletedHook,
+        after_commit,
+        in_transaction,
+    )
+    from .orm import Base
+    from .receiver import Delivery, Outcome, Receiver
+    from .store import Naming, Tables, make_engine
     from .store.migrate import ensure_schema, upgrade
+    from .verify import SignedHeaders, Verifier
     from .web import create_app
+
+    metadata: MetaData
+    """The default deployment's tables (no ``TABLE_PREFIX``): reference them from your own."""
+    users_table: Table
+    organizations_table: Table
 
 __version__ = "0.1.0"
 
+_HOMES = {
+    "Base": "orm",
+    "ChangeEvent": "hooks",
+    "ClerkSyncError": "errors",
+    "ConfigError": "errors",
+    "Delivery": "receiver",
+    "Hook": "hooks",
+    "InTransactionHook": "hooks",
+    "InvalidPayload": "errors",
+    "Naming": "store",
+    "Outcome": "receiver",
+    "Receiver": "receiver",
+    "RejectedDelivery": "errors",
+    "SchemaError": "errors",
+    "Settings": "config",
+    "SignedHeaders": "verify",
+    "Status": "events",
+    "StoreUnavailable": "errors",
+    "Tables": "store",
+    "UserDeletedHook": "hooks",
+    "Verifier": "verify",
+    "after_commit": "hooks",
+    "create_app": "web",
+    "ensure_schema": "store.migrate",
+    "ensure_user": "backfill",
+    "handled_types": "entities",
+    "in_transaction": "hooks",
+    "make_engine": "store",
+    "tables": "entities",
+    "upgrade": "store.migrate",
+}
+"""Where each public name is defined: imported on first use, so that ``import clerk_sync``
+(and every ``clerk-sync`` command, whose package this is) costs nothing it does not use —
+the web layer loads Starlette, the receiver pydantic and SQLAlchemy, migrations Alembic."""
+_TABLES = {"metadata": None, "users_table": "user", "organizations_table": "organization"}
+"""The default deployment's tables (no ``TABLE_PREFIX``), for an application's own to
+reference: its ``MetaData`` and two of its tables, by entity kind."""
+
 
 def __getattr__(name: str) -> Any:
-    """``ensure_schema`` and ``upgrade`` load Alembic, ``create_app`` Starlette, ``ensure_user``
-    the Backend API client: only when first asked for (and the core never imports the web
-    layer)."""
-    if name in ("ensure_schema", "upgrade"):
-        from .store import migrate
+    """Import a public name from its module the first time it is asked for (then it is an
+    ordinary attribute of the package)."""
+    if name in _TABLES:
+        from .entities import tables
 
-        return getattr(migrate, name)
-    if name == "create_app":
-        from . import web
+        kind = _TABLES[name]
+        value: Any = tables().metadata if kind is None else tables().entity(kind)
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return web.create_app
-    if name == "ensure_user":
-        from . import backfill
 
-        return backfill.ensure_user
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

@@ -1,6 +1,15 @@
-"""The ``clerk-sync`` command: one group per file."""
+"""The ``clerk-sync`` command: one group per file.
+
+Every command's module is imported, and each command built by typer, for any one command
+(``--help`` included), so a module holds at its top only what its options need (typer, rich,
+constants): what a command's run needs — the settings (pydantic), SQLAlchemy, Alembic, the
+web layer — it imports inside the command. ``tests/cli/test_startup.py`` pins which modules
+``--help`` and ``users list`` load.
+"""
 
 from __future__ import annotations
+
+import gc
 
 import typer
 
@@ -66,4 +75,12 @@ app.add_typer(outbox.app, name="outbox")
 
 
 def main() -> None:
-    app(prog_name="clerk-sync")
+    """The ``clerk-sync`` script (and ``python -m clerk_sync``)."""
+    try:
+        app(prog_name="clerk-sync")
+    finally:
+        # typer ends the process here. Frozen, what the command built (SQLAlchemy's, pydantic's,
+        # typer's objects) is left alone on the way out instead of collected: 0.05-0.1 s less
+        # per command. What exit must do still happens: stdout and stderr are flushed and the
+        # atexit handlers (logging's among them) run.
+        gc.freeze()

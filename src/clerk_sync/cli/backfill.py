@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from ..config import Settings, load_hooks
-from ..store import ensure_schema
 from .common import deployment, load_settings, open_engine, print_json, reports_errors, stderr
 from .common import stdout as console
 
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
 
     from ..backfill import Counts
     from ..clerk_api import ClerkApi
+    from ..config import Settings
     from ..receiver import Receiver
 
 KindName = Literal["users", "organizations", "memberships", "all"]
@@ -42,7 +41,9 @@ def backend_api(settings: Settings) -> Iterator[tuple[Receiver, ClerkApi]]:
     before the database is opened."""
     from .. import wiring
     from ..clerk_api import ClerkApi
+    from ..config import load_hooks
     from ..receiver import Receiver
+    from ..store import ensure_schema
 
     client = ClerkApi.from_settings(settings)
     try:

@@ -9,22 +9,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import Settings
-from ..entities import tables
 from ..errors import ClerkSyncError, DatabaseDirectoryMissing, PortInUse, SchemaError
 from ..logformat import configure_logging as configure_logging
-from ..store import Tables, ensure_schema, make_engine
-from ..store.engine import store_error
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ..config import Settings
+    from ..store import Tables
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,11 +49,15 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def load_settings() -> Settings:
+    from ..config import Settings
+
     return Settings.load()
 
 
 def deployment(settings: Settings) -> Tables:
     """The tables ``TABLE_PREFIX`` and ``DATABASE_SCHEMA`` name."""
+    from ..entities import tables
+
     return tables(settings.table_prefix, settings.schema_name())
 
 
@@ -69,6 +72,11 @@ def open_engine(
     is not required to be current already, i.e. by ``serve``, ``dev`` and ``db upgrade``). A
     read-only command on a path with no database refuses, rather than leave an empty file.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store import ensure_schema, make_engine
+    from ..store.engine import store_error
+
     url = settings.sqlalchemy_url()
     may_create = not require_current if create is None else create
     if not may_create:
@@ -86,6 +94,8 @@ def open_engine(
 
 def refuse_missing_sqlite(url: str) -> None:
     """Raise when ``url`` is a SQLite file that does not exist (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except Exception:

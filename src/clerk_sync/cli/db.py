@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ..store import schema_state, upgrade
-from ..store.engine import redacted
-from ..store.migrate import head_revision
 from .common import deployment, load_settings, open_engine, reports_errors, stdout
 
 app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
@@ -16,6 +13,9 @@ app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 @reports_errors
 def upgrade_cmd() -> None:
     """Create or migrate clerk-sync's tables to the current version."""
+    from ..store import upgrade
+    from ..store.engine import redacted
+
     settings = load_settings()
     with open_engine(settings, require_current=False) as engine:
         revision = upgrade(engine, naming=deployment(settings).naming)
@@ -28,6 +28,9 @@ def upgrade_cmd() -> None:
 @reports_errors
 def status_cmd() -> None:
     """Say whether the schema is current; exit 3 when it is not."""
+    from ..store import schema_state
+    from ..store.migrate import head_revision
+
     settings = load_settings()
     with open_engine(settings, require_current=False, create=False) as engine:
         state = schema_state(engine, deployment(settings).naming)

@@ -17,21 +17,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from starlette.types import ASGIApp
 
-from ..config import Settings
-from ..devtools.envfile import set_if_absent
-from ..devtools.keys import generate_dev_secret, is_dev_secret
 from ..errors import ClerkSyncError, ConfigError
 from ..logformat import LogFormat
-from ..store import ensure_schema
-from ..store.engine import redacted
-from ..web import WEBHOOK_PATH, create_app
-from ..web.edge import EdgeLimits
 from .common import (
     configure_logging,
     deployment,
@@ -42,6 +33,11 @@ from .common import (
 )
 from .sending import DEFAULT_URL
 from .serve import LOG_FORMAT_HELP
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from ..config import Settings
 
 ENV_FILE = Path(".env.local")
 SECRET_NAME = "CLERK_WEBHOOK_SECRET"  # noqa: S105 - a setting's name
@@ -54,6 +50,9 @@ log = logging.getLogger("clerk_sync.dev")
 
 def app_factory() -> ASGIApp:
     """Build the app in uvicorn's child process, from the settings as they are now."""
+    from ..config import Settings
+    from ..web import create_app
+
     log_format: LogFormat = "json" if os.environ.get(LOG_FORMAT_ENV) == "json" else "text"
     configure_logging("INFO", log_format)  # until the settings say otherwise
     try:
@@ -68,6 +67,9 @@ def app_factory() -> ASGIApp:
 def ensure_secret() -> tuple[Settings, str]:
     """The settings, with a development secret written to .env.local if none is configured;
     and a sentence saying which secret is used."""
+    from ..devtools.envfile import set_if_absent
+    from ..devtools.keys import generate_dev_secret, is_dev_secret
+
     settings = load_settings()
     if settings.clerk_webhook_secret.strip():
         settings.webhook_secrets()  # a malformed secret is refused, never replaced
@@ -102,6 +104,13 @@ def dev(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help=LOG_FORMAT_HELP)] = "text",
 ) -> None:
     """Run a local receiver with auto-reload, generating a development secret if none is set."""
+    import uvicorn
+
+    from ..store import ensure_schema
+    from ..store.engine import redacted
+    from ..web import WEBHOOK_PATH
+    from ..web.edge import EdgeLimits
+
     settings, secret_line = ensure_secret()
     configure_logging(settings.log_level, log_format)
     # watchfiles logs every change it sees (the SQLite journal, on each delivery) at INFO.

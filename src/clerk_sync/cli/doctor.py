@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.markup import escape
 
-from ..devtools.doctor import CheckResult, Target, run_checks
-from ..devtools.keys import clerk_secret_key
-from ..devtools.sender import check_url
-from ..web import WEBHOOK_PATH
 from .common import load_settings, reports_errors, stdout
-from .sending import DEFAULT_URL
+from .sending import DEFAULT_URL, WEBHOOK_PATH
+
+if TYPE_CHECKING:
+    from ..devtools.doctor import CheckResult, Target
 
 
 def target_for(url: str) -> Target:
     """The webhook URL and the health check beside it (``/healthz`` at the same prefix)."""
+    from ..devtools.doctor import Target
+    from ..devtools.sender import check_url
+
     parts = urlsplit(check_url(url))
     path = parts.path.rstrip("/")
     prefix = path[: -len(WEBHOOK_PATH)] if path.endswith(WEBHOOK_PATH) else ""
@@ -40,6 +43,9 @@ def doctor(
     Exits 0 only when every check passes; otherwise with the first failure's exit code (2
     configuration, 3 schema, 4 database unavailable, 1 otherwise).
     """
+    from ..devtools.doctor import run_checks
+    from ..devtools.keys import clerk_secret_key
+
     target = target_for(url)
     settings = load_settings()
     first_failure = 0

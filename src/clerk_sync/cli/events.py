@@ -16,21 +16,15 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Column, Table
-from sqlalchemy import Engine
 
-from ..config import Settings
 from ..errors import ClerkSyncError, InvalidParameter, NotFound, StoreUnavailable
+from ..events import STATUSES as EVENT_STATUSES  # the log's statuses (store.schema's too)
 from ..events import Source
 from ..logformat import escape_controls
-from ..receiver import Delivery, Outcome, Receiver
-from ..retention import DAY_MS, GONE_REASONS, RESEND, clear_wal, cutoff_ms, payload_gone, prune
-from ..store import Tables, reads
-from ..store.schema import EVENT_STATUSES
 from .common import (
     deployment,
     load_settings,
@@ -42,10 +36,17 @@ from .common import (
     stdout,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ..config import Settings
+    from ..receiver import Outcome, Receiver
+    from ..store import Tables
+
 app = typer.Typer(help="Inspect, replay and prune the delivery log.", no_args_is_help=True)
 _STYLE = {"processed": "green", "stale": "yellow", "ignored": "dim", "failed": "red"}
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _MAX_SEQ_DIGITS = 18
 
 
@@ -91,6 +92,10 @@ def list_cmd(
     since_ms = _since(since)
     if cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= _MAX_SEQ_DIGITS):
         raise InvalidParameter("--cursor must be the next-page cursor a previous page printed.")
+    from rich.table import Column, Table
+
+    from ..store import reads
+
     settings = load_settings()
     with open_engine(settings) as engine:
         rows, next_cursor = reads.list_events(
@@ -140,6 +145,8 @@ def _when(ms: int | None) -> str:
 
 def _gone(event: dict[str, Any]) -> str:
     """Why ``event`` has no body, as the end of ``no payload stored: …``."""
+    from ..retention import GONE_REASONS, RESEND
+
     return f"{GONE_REASONS[event['payload_gone']]} ({RESEND})"
 
 
@@ -152,6 +159,8 @@ def _pretty(text: str) -> str:
 
 
 def _find(engine: Engine, tables: Tables, svix_id: str) -> dict[str, Any]:
+    from ..store import reads
+
     event = reads.get_event(engine, tables, svix_id)
     if event is None:
         raise NotFound(f"No event with svix id {svix_id!r} in the log.")
@@ -200,6 +209,7 @@ def _replayer(engine: Engine, tables: Tables, settings: Settings) -> Receiver:
     hooks, which the server's worker (or ``clerk-sync worker``) runs."""
     from .. import wiring
     from ..config import load_hooks
+    from ..receiver import Receiver
 
     hook_set = wiring.deployment(settings).hooks
     return Receiver(
@@ -226,6 +236,8 @@ def _selected(
 ) -> Iterator[list[Found]]:
     """The events to replay, a page at a time: the ids given (in their order, once each), or
     every event of ``status`` (and type, and age), oldest first."""
+    from ..store import reads
+
     if svix_ids:
         ids = list(dict.fromkeys(svix_ids))
         for start in range(0, len(ids), page):
@@ -253,6 +265,8 @@ def _problem(svix_id: str, event: dict[str, Any] | None) -> ClerkSyncError | Non
     if event is None:
         return NotFound(f"No event with svix id {svix_id!r} in the log.")
     if event["payload"] is None:
+        from ..retention import payload_gone
+
         return payload_gone(svix_id, event["payload_gone"])
     return None
 
@@ -368,6 +382,8 @@ def _replay_page(receiver: Receiver | None, page: list[Found]) -> list[dict[str,
             ready.append((len(entries), svix_id, event))
             entries.append({})
     if receiver is not None and ready:
+        from ..receiver import Delivery
+
         results = receiver.receive_batch(
             [
                 Delivery(i, e["payload"].encode("utf-8"), source=Source(e["source"]))
@@ -416,6 +432,8 @@ def prune_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Erase stored payloads older than the retention period; the log rows stay."""
+    from ..retention import DAY_MS, clear_wal, cutoff_ms, prune
+
     settings = load_settings()
     if older_than:
         age, label = parse_age(older_than, "--older-than"), older_than.strip()

@@ -6,12 +6,9 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Column, Table
 
 from ..errors import InvalidParameter
 from ..events import OUTBOX_STATUSES, OutboxStatus
-from ..store import outbox as rows
-from ..store.engine import write_transaction
 from .common import (
     deployment,
     load_settings,
@@ -36,6 +33,10 @@ def list_cmd(
     """List outbox rows, newest first, with the count of each status."""
     if status and status not in OUTBOX_STATUSES:
         raise InvalidParameter(f"--status must be one of {', '.join(OUTBOX_STATUSES)}.")
+    from rich.table import Column, Table
+
+    from ..store import outbox as rows
+
     settings = load_settings()
     with open_engine(settings) as engine, engine.connect() as conn:
         tables = deployment(settings)
@@ -88,6 +89,9 @@ def retry_cmd(
     """Make rows pending again, due now, with a fresh count of attempts."""
     if bool(ids) == dead:
         raise InvalidParameter("Give row ids, or --dead for every dead row (not both).")
+    from ..store import outbox as rows
+    from ..store.engine import write_transaction
+
     settings = load_settings()
     with open_engine(settings) as engine, write_transaction(engine) as conn:
         changed = rows.retry(

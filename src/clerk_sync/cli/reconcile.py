@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ..errors import InvalidParameter
 from .backfill import backend_api, quiet_logging
@@ -26,6 +25,8 @@ def reconcile(
     """Compare the database with Clerk's Backend API: missing (in Clerk, not here), extra (here,
     gone from Clerk), stale (Clerk's is newer). Exit 1 when anything differed (also with --fix,
     which repairs it), 0 when nothing did."""
+    from rich.table import Table
+
     from ..reconcile import RECONCILED
     from ..reconcile import reconcile as run
 

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import typer
 
-from ..devtools.fixtures import new_id
-from ..devtools.scenarios import Planned
-from ..devtools.sender import Sender
 from ..errors import InvalidParameter, InvalidPayload
 from .common import load_settings, reports_errors
 from .sending import DEFAULT_URL, SIGNER_HELP, URL_HELP, print_answer, signing_secret
@@ -58,6 +55,10 @@ def send(
 
     Each run is a new message (a fresh svix id and timestamp). Exits 0 when the answer is a 2xx.
     """
+    from ..devtools.fixtures import new_id
+    from ..devtools.scenarios import Planned
+    from ..devtools.sender import Sender
+
     name, body = read_payload(source)
     event = check_json(name, body)
     settings = load_settings()

@@ -3,16 +3,22 @@ print."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 
-from ..config import Settings, secret_problem
-from ..devtools.keys import DEV_HINT
-from ..devtools.scenarios import Planned
-from ..devtools.sender import Answer
 from ..errors import ConfigError
-from ..web import WEBHOOK_PATH
 from .common import stdout
 
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..devtools.scenarios import Planned
+    from ..devtools.sender import Answer
+
+WEBHOOK_PATH = "/api/webhooks/clerk"
+"""The path :mod:`clerk_sync.web` serves the webhook at (``clerk_sync.web.WEBHOOK_PATH``, which
+tests/cli/test_startup.py holds it equal to): spelled here too, since importing the web layer
+for an option's default would cost every command, ``--help`` included, a tenth of a second."""
 DEFAULT_URL = f"http://127.0.0.1:8000{WEBHOOK_PATH}"
 """Where ``clerk-sync dev`` listens by default."""
 URL_HELP = "Webhook endpoint to POST to."
@@ -25,6 +31,9 @@ SIGNER_HELP = (
 def configured_secrets(option: str | None, settings: Settings) -> list[str]:
     """``--secret`` when given, else every configured secret; refused with the fix (and, when
     none is set, the hint that ``clerk-sync dev`` makes one)."""
+    from ..config import secret_problem
+    from ..devtools.keys import DEV_HINT
+
     if option is not None:
         problem = secret_problem(option.strip())
         if problem:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
-import ssl
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from ..config import Settings
-from ..devtools.keys import is_dev_secret
 from ..errors import ConfigError
 from ..logformat import LogFormat
-from ..store import ensure_schema
-from ..store.engine import redacted
-from ..web import WEBHOOK_PATH, create_app
-from ..web.edge import EdgeLimits
 from .common import (
     check_port_free,
     configure_logging,
@@ -30,11 +22,18 @@ from .common import (
     stderr,
 )
 
+if TYPE_CHECKING:
+    import ssl
+
+    from ..config import Settings
+
 LOG_FORMAT_HELP = "text: one readable line per delivery (coloured on a terminal); json: one object."
 
 
 def refuse_dev_secret(settings: Settings) -> None:
     """The secret ``clerk-sync dev`` generates is for ``dev`` alone: Clerk never signs with it."""
+    from ..devtools.keys import is_dev_secret
+
     if any(is_dev_secret(s) for s in settings.webhook_secrets()):
         raise ConfigError(
             "CLERK_WEBHOOK_SECRET is the development secret `clerk-sync dev` generated (in "
@@ -46,6 +45,8 @@ def refuse_dev_secret(settings: Settings) -> None:
 
 def announce(url: str, database_url: str, log_format: LogFormat) -> None:
     """Say where the endpoint is: a log record in JSON mode (stderr stays JSON), else a line."""
+    from ..store.engine import redacted
+
     line = f"clerk-sync on {url} → {redacted(database_url)}"
     if log_format == "json":
         logging.getLogger("clerk_sync.cli").info(line)
@@ -60,6 +61,8 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | N
         if keyfile is not None:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile (the certificate chain).")
         return None
+    import ssl
+
     for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{option} {path}: no such file.")
@@ -89,6 +92,12 @@ def serve(
     ] = None,
 ) -> None:
     """Receive Clerk webhooks at POST /api/webhooks/clerk and keep the database in sync."""
+    import uvicorn
+
+    from ..store import ensure_schema
+    from ..web import WEBHOOK_PATH, create_app
+    from ..web.edge import EdgeLimits
+
     settings = load_settings()
     settings.webhook_secrets()  # refuse to start without a usable secret
     refuse_dev_secret(settings)

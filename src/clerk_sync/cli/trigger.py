@@ -9,8 +9,6 @@ import typer
 from ..devtools.catalog import all_fixtures
 from ..devtools.overrides import parse_override
 from ..devtools.scenarios import SCENARIOS, PlanOptions, plan
-from ..devtools.sender import Sender
-from ..entities import handled_types
 from .common import load_settings, reports_errors, stdout
 from .sending import DEFAULT_URL, SIGNER_HELP, URL_HELP, print_answer, signing_secret
 
@@ -70,6 +68,8 @@ def trigger(
         bad_signature=bad_signature,
         expired=expired,
     )
+    from ..devtools.sender import Sender
+
     deliveries = plan(options)
     settings = load_settings()
     signing = signing_secret(secret, settings)
@@ -89,6 +89,8 @@ def trigger(
 
 
 def _print_catalog() -> None:
+    from ..entities import handled_types
+
     handled = set(handled_types())
     fixtures = all_fixtures()
     width = max(len(f.event_type) for f in fixtures)

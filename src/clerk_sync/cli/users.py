@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ..entities import kind_named
 from .common import list_objects, reports_errors, show_object
 
 app = typer.Typer(help="Inspect synced users.", no_args_is_help=True)
@@ -30,6 +29,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """List users by id."""
+    from ..entities import kind_named
+
     list_objects(
         "user",
         COLUMNS,

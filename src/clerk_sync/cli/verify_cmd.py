@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 from rich.markup import escape
 
-from ..devtools.diagnose import Diagnosis, diagnose
-from ..devtools.keys import clerk_secret_key, instance_hint, secret_note
 from ..errors import InvalidParameter
-from ..verify import Verifier
 from .common import load_settings, reports_errors, stdout
 from .send import read_payload
 from .sending import configured_secrets
+
+if TYPE_CHECKING:
+    from ..devtools.diagnose import Diagnosis
 
 _CURL_PREFIX = re.compile(r"^[<>]\s?")
 
@@ -82,6 +82,9 @@ def verify(
     timestamp's skew against the tolerance, no signature matching any configured secret — and
     says when the body was modified before verification.
     """
+    from ..devtools.diagnose import diagnose
+    from ..verify import Verifier
+
     settings = load_settings()
     secrets = configured_secrets(secret, settings)
     headers = read_headers_file(headers_file) if headers_file else {}
@@ -112,6 +115,8 @@ def _print_valid(found: Diagnosis, total: int, tolerance: int) -> None:
 
 
 def _print_problem(found: Diagnosis, secrets: list[str]) -> None:
+    from ..devtools.keys import clerk_secret_key, instance_hint, secret_note
+
     problem = found.problem
     assert problem is not None
     stdout.print(f"[red]✗ {escape(problem.code)}[/]: {escape(problem.detail)}", highlight=False)

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import wiring
 from ..errors import ConfigError
 from ..logformat import LogFormat, configure_logging
-from ..outbox import OutboxWorker
-from ..store import ensure_schema
 from .common import deployment, load_settings, open_engine, reports_errors
 from .serve import LOG_FORMAT_HELP
+
+if TYPE_CHECKING:
+    from ..outbox import OutboxWorker
 
 log = logging.getLogger("clerk_sync.cli")
 
@@ -29,6 +28,11 @@ def worker(
     ),
 ) -> None:
     """Run after-commit hooks, notifications and sinks from the outbox until stopped."""
+    import asyncio
+
+    from .. import wiring
+    from ..store import ensure_schema
+
     settings = load_settings()
     configure_logging(settings.log_level, log_format)
     assembled = wiring.deployment(settings)
@@ -47,6 +51,8 @@ def worker(
 
 
 async def _run(outbox: OutboxWorker, once: bool) -> None:
+    import asyncio
+
     await outbox.start(background=not once)
     try:
         if once:

@@ -1,6 +1,10 @@
 """Tools for trying clerk-sync without Clerk: Clerk-shaped fixtures, a Svix signer, and what
 ``clerk-sync dev``, ``trigger``, ``send``, ``doctor`` and ``verify`` are built from."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .catalog import Fixture, Subject, all_fixtures, fixture, fixture_for, fixture_types
 from .fixtures import (
     deleted_object,
@@ -19,8 +23,23 @@ from .fixtures import (
     user_object,
     waitlist_entry_object,
 )
-from .keys import generate_dev_secret, is_dev_secret
 from .signing import new_msg_id, random_secret, sign_headers
+
+if TYPE_CHECKING:
+    from .keys import generate_dev_secret, is_dev_secret
+
+_KEYS = ("generate_dev_secret", "is_dev_secret")
+
+
+def __getattr__(name: str) -> Any:
+    """The development secret's names load the settings (pydantic): only when first asked
+    for, so that ``clerk-sync --help`` (which lists the scenarios) costs nothing."""
+    if name in _KEYS:
+        from . import keys
+
+        return getattr(keys, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Fixture",

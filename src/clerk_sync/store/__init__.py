@@ -1,7 +1,8 @@
 """Persistence: table naming, engines, migrations, and the statements that read and write.
 
-The migration functions load Alembic (about 12 MB and 0.2 s), so they are imported on first use:
-the writer process and the read-only commands never pay for them.
+The migration functions are imported on first use, and load Alembic (about 12 MB and 0.2 s) only
+when there is something to migrate or to explain: the writer process and the commands that meet
+a current schema never pay for it.
 """
 
 from __future__ import annotations

@@ -13,34 +13,47 @@ find the schema current. The lock is PostgreSQL's session-level advisory lock (i
 a key space apart from the writers' per-transaction locks) or SQLite's own write lock taken by
 ``BEGIN IMMEDIATE``; either way the check, the upgrade and the version row are one transaction
 on the connection that holds it.
+
+Alembic itself (about 12 MB and a tenth of a second or more to import) is loaded only when there
+is something to do or to explain. A database already at the newest revision — what every start
+and every read-only command meets — is recognised with one query of the version table against
+the head the migration files name (:func:`shipped_head`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import SchemaError
 from .engine import WRITE_OPTIONS, store_error
 from .schema import VERSION_TABLE, Naming
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["VERSION_TABLE", "ensure_schema", "schema_state", "upgrade"]
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION_LINE = re.compile(
+    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"\n]*)"|'([^'\n]*)'|(None))\s*$""",
+    re.MULTILINE,
+)
+"""``revision = "0004"`` and ``down_revision = "0003"`` (or ``None``) as ``script.py.mako``
+writes them, optionally annotated."""
 SchemaState = Literal["empty", "current", "outdated", "unknown"]
 MIGRATION_LOCK = {"a": 0x636C6B73, "b": 0x6D696772}
 """PostgreSQL advisory lock key (two int4s: "clks", "migr") held while a process migrates."""
 
 
 def alembic_config(connection: Connection | None = None, naming: Naming | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -49,9 +62,52 @@ def alembic_config(connection: Connection | None = None, naming: Naming | None =
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def shipped_head() -> str | None:
+    """The newest revision of the migrations in :data:`MIGRATIONS`, read from each file's
+    ``revision`` and ``down_revision`` lines without Alembic; ``None`` when the files are not
+    one plain line of history (a branch, a merge, a line not written as the template writes
+    it), and then only Alembic is asked. tests/store/test_migrations.py holds it equal to
+    :func:`head_revision`."""
+    parents: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found: dict[str, list[str | None]] = {"revision": [], "down_revision": []}
+        for match in _REVISION_LINE.finditer(path.read_text(encoding="utf-8")):
+            found[match[1]].append(match[2] if match[2] is not None else match[3])
+        if len(found["revision"]) != 1 or len(found["down_revision"]) != 1:
+            return None
+        revision = found["revision"][0]
+        if revision is None or revision in parents:
+            return None
+        parents[revision] = found["down_revision"][0]
+    heads = set(parents) - set(parents.values())
+    roots = [r for r, parent in parents.items() if parent is None]
+    if len(heads) != 1 or len(roots) != 1 or len(set(parents.values())) != len(parents):
+        return None
+    return heads.pop()
+
+
+def _head_in_place(engine: Engine, naming: Naming) -> str | None:
+    """The shipped head when the database is at it (one query, no Alembic), else ``None``:
+    then the database is empty, behind, unknown or unreadable, and Alembic says which."""
+    head = shipped_head()
+    if head is None:
+        return None
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(naming.version_table, schema=naming.schema):
+                return None
+            versions = table(naming.version_table, column("version_num"), schema=naming.schema)
+            found = conn.execute(select(versions.c.version_num)).scalars().all()
+    except SQLAlchemyError as exc:
+        raise store_error(exc, engine.url) from None
+    return head if list(found) == [head] else None
 
 
 def current_revision(engine: Engine, naming: Naming | None = None) -> str | None:
@@ -63,6 +119,8 @@ def current_revision(engine: Engine, naming: Naming | None = None) -> str | None
 
 
 def _revision(conn: Connection, naming: Naming) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     ctx = MigrationContext.configure(
         conn,
         opts={"version_table": naming.version_table, "version_table_schema": naming.schema},
@@ -71,10 +129,14 @@ def _revision(conn: Connection, naming: Naming) -> str | None:
 
 
 def schema_state(engine: Engine, naming: Naming | None = None) -> SchemaState:
+    if _head_in_place(engine, naming or Naming()) is not None:
+        return "current"
     return _state(current_revision(engine, naming))
 
 
 def _state(current: str | None) -> SchemaState:
+    from alembic.script import ScriptDirectory
+
     if current is None:
         return "empty"
     if current == head_revision():
@@ -90,6 +152,9 @@ def upgrade(engine: Engine, revision: str = "head", naming: Naming | None = None
     Safe to run from any number of processes at once: see the module docstring."""
     naming = naming or Naming()
     if revision == "head":
+        in_place = _head_in_place(engine, naming)
+        if in_place is not None:
+            return in_place
         current = current_revision(engine, naming)
         if _state(current) == "current":
             return current or ""  # nothing to do: no lock to wait for behind running writers
@@ -106,6 +171,8 @@ def upgrade(engine: Engine, revision: str = "head", naming: Naming | None = None
                 _check_names_free(conn, naming, current)
             if naming.schema is not None and conn.dialect.name == "postgresql":
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{naming.schema}"'))
+            from alembic import command
+
             command.upgrade(alembic_config(conn, naming), revision)
             return _revision(conn, naming) or ""
     except SQLAlchemyError as exc:
@@ -141,6 +208,8 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
 def _check_names_free(conn: Connection, naming: Naming, current: str | None) -> None:
     """Refuse to run migrations that would create a table an application already has: each
     revision names the tables it creates (``TABLES``), so those still to come are checked."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     done = {rev.revision for rev in script.iterate_revisions(current, "base")} if current else set()
     coming = [
