@@ -15,7 +15,9 @@ organizations created/updated, memberships created/updated/deleted, sessions cre
 the full user embedded. After each run of (a) the tables are compared with the state the
 deliveries imply, and every delivery must be in the event log. Then (a) again at 32
 connections on SQLite, alternately without and with 1,000 idle connections held open beside
-the load (--idle). See bench/README.md.
+the load (--idle), and alternately without and with 20 dashboards' live feeds (SSE) open
+(--sse). Before all that, start-up (--startup): the median wall time of 5 starts each
+of `python -c pass`, `clerk-sync --help` and `clerk-sync users list`. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sse import SseListeners  # bench/sse.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+DASHBOARD_TOKEN = "bench-dashboard-token-0123456789"
 PG_ADMIN = os.environ.get(
     "CLERK_SYNC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -457,7 +462,7 @@ SERVE_ENV: dict[str, str] = {}
 """Extra settings for (a), from --serve-env (for experiments; the report says so)."""
 
 
-def start(target: str, url: str | None, workdir: Path) -> Server:
+def start(target: str, url: str | None, workdir: Path, admin_token: str | None = None) -> Server:
     port = free_port()
     env = {
         k: v
@@ -469,6 +474,8 @@ def start(target: str, url: str | None, workdir: Path) -> Server:
         env["DATABASE_URL"] = url
     if target == "clerk-sync":
         env.update(SERVE_ENV)
+        if admin_token:
+            env["ADMIN_TOKEN"] = admin_token
         cmd = [
             sys.executable,
             "-c",
@@ -618,27 +625,39 @@ def run_once(
     prefill_rows: int = 0,
     mix: str = "user",
     idle: int = 0,
+    sse: int | None = None,
 ) -> Result:
-    """One run; `idle`: that many idle connections held open beside the load."""
+    """One run; `idle`: that many idle connections held open beside the load; `sse`: that many
+    dashboard live-feed subscribers (with `ADMIN_TOKEN` set, also for 0; None: no token)."""
     tsv = workdir / "deliveries.tsv"
     extra: dict[str, Any] = {}
     with database(db if target != "verify_only" else "sqlite", workdir) as url:
         if prefill_rows:
             prefill(url, prefill_rows)
         expected, body_bytes = generate(tsv, n, seed, mix)
-        server = start(target, None if target == "verify_only" else url, workdir)
+        token = DASHBOARD_TOKEN if sse is not None else None
+        server = start(target, None if target == "verify_only" else url, workdir, token)
         holder = IdleHolder(server.port, idle) if idle else None
+        listeners = SseListeners(server.port, sse, DASHBOARD_TOKEN) if sse else None
         try:
             if holder:
                 _room_for_idle(idle)
                 holder.start()
                 time.sleep(1.0)  # let the server accept them all before the load starts
+            if listeners:
+                listeners.start()
+                if not listeners.ready.wait(30) or listeners.error:
+                    raise RuntimeError(f"live-feed subscribers did not start: {listeners.error}")
             figures = drive(server, tsv, connections, workdir)
             rss = server.rss_mb()
         finally:
             if holder:
                 holder.stop()
                 extra = {"idle": idle, "reopened": holder.reopened}
+            if listeners:
+                time.sleep(0.5)  # the feed's last poll of the run
+                listeners.stop()
+                extra = {"sse": sse, "updates": min(listeners.updates), "error": listeners.error}
             server.stop()
         wrong = None
         if target != "verify_only":
@@ -699,6 +718,137 @@ def idle_comparison(
             f"{sum(r.extra.get('reopened', 0) for r in done):,} |"
         )
     return lines, [r for done in runs.values() for r in done]
+
+
+def sse_comparison(
+    deliveries: int, rounds: int, subscribers: int, workdir: Path
+) -> tuple[list[str], list[Result]]:
+    """(a) at 32 connections on SQLite with `ADMIN_TOKEN` set, alternately without and with
+    `subscribers` dashboards' live feeds open (SSE), in ABBA order: the report's lines, and the
+    runs."""
+    runs: dict[int, list[Result]] = {0: [], subscribers: []}
+    for round_ in range(rounds):
+        # ABBA: which arm runs first alternates, so neither always meets the warmer machine.
+        order = list(runs.items()) if round_ % 2 == 0 else list(reversed(runs.items()))
+        for n_sse, done in order:
+            seed = 800 + 2 * round_ + (n_sse > 0)
+            r = run_once("clerk-sync", "sqlite", 32, deliveries, workdir, seed, sse=n_sse)
+            done.append(r)
+            print(
+                f"round {round_ + 1}: (a) clerk-sync serve sse={n_sse:<3} sqlite c=32   "
+                f"{r.rps:8,.0f}/s p99 {r.p99_ms:6.1f} ms errors {r.errors} wrong {r.wrong} "
+                f"feed updates per subscriber {r.extra.get('updates', '-')}",
+                flush=True,
+            )
+    lines = [
+        "",
+        f"Dashboards beside the load, (a) clerk-sync serve, SQLite, 32 connections, "
+        f"ADMIN_TOKEN set, median of {rounds} alternating round(s):",
+        "",
+        "| live-feed subscribers (SSE) | deliveries/s | vs none | p50 ms | p99 ms | errors | "
+        "wrong rows | RSS MB | feed updates each (fewest) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = statistics.median(r.rps for r in runs[0])
+    for n_sse, done in runs.items():
+        rps = statistics.median(r.rps for r in done)
+        updates = min((r.extra.get("updates", 0) for r in done), default=0) if n_sse else "-"
+        lines.append(
+            f"| {n_sse} | {rps:,.0f} | {rps / base:.2f}× | "
+            f"{statistics.median(r.p50_ms for r in done):.1f} | "
+            f"{statistics.median(r.p99_ms for r in done):.1f} | {sum(r.errors for r in done)} | "
+            f"{max(r.wrong or 0 for r in done)} | {max(r.rss_mb for r in done):.0f} | {updates} |"
+        )
+    return lines, [r for done in runs.values() for r in done]
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+
+STARTUP_TARGETS = {"clerk-sync --help": 0.3, "clerk-sync users list": 0.5}
+"""Seconds, median wall time of a run (bench/README.md, "Start-up")."""
+STARTUP_USERS = 5
+
+
+def clerk_sync_script() -> list[str]:
+    """The installed console script, as a user runs it (the one beside this interpreter)."""
+    beside = Path(sys.executable).with_name("clerk-sync")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    found = shutil.which("clerk-sync")
+    return [found] if found else [sys.executable, "-c", "from clerk_sync.cli import main; main()"]
+
+
+def startup(runs: int, workdir: Path, extras: dict[str, float]) -> list[str]:
+    """Median wall time of `runs` starts of `python -c pass`, `clerk-sync --help` and
+    `clerk-sync users list` (a SQLite database with a few users, migrated beforehand), taken
+    in turns after one untimed start of each; every start must exit 0."""
+    from clerk_sync.devtools import encode, new_msg_id, user_event, user_object
+    from clerk_sync.receiver import Delivery, Receiver
+    from clerk_sync.store import make_engine, upgrade
+
+    home = workdir / "startup"
+    home.mkdir()  # the working directory: no .env of the checkout's is read
+    url = f"sqlite:///{home / 'clerk_sync.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        receiver = Receiver(engine)
+        for n in range(STARTUP_USERS):
+            user = user_object(user_id=f"user_startup{n:015d}", email=f"user{n}@example.com")
+            receiver.receive(Delivery(new_msg_id(), encode(user_event("user.created", user))))
+    finally:
+        engine.dispose()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CLERK_WEBHOOK_SECRET", "ADMIN_TOKEN")
+        # Bytecode caches as an installed package has them (pip writes them at install; a
+        # clone's first run writes them): not compiling every module again on every start.
+        and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env["DATABASE_URL"] = url
+    script = clerk_sync_script()
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "clerk-sync --help": [*script, "--help"],
+        "clerk-sync users list": [*script, "users", "list"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for round_ in range(runs + 1):
+        for name, cmd in commands.items():
+            began = time.perf_counter()
+            done = subprocess.run(cmd, env=env, cwd=home, capture_output=True, check=False)
+            took = time.perf_counter() - began
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} exited {done.returncode}: {done.stderr.decode()}")
+            if round_:  # the first round only warms the caches
+                times[name].append(took)
+    lines = [
+        f"Start-up: median wall time of {runs} runs each, taken in turns (bench/README.md, "
+        f'"Start-up"); `users list` reads a SQLite database of {STARTUP_USERS} users.',
+        "",
+        "| command | median s | runs s | target | |",
+        "|---|---|---|---|---|",
+    ]
+    for name, runs_s in times.items():
+        median = statistics.median(runs_s)
+        goal = STARTUP_TARGETS.get(name)
+        if goal is not None:
+            extras[f"startup {name}"] = median
+        verdict = (
+            "–"
+            if goal is None
+            else f"met ({median / goal:.2f}× of target)"
+            if median <= goal
+            else f"**MISSED by {median - goal:.2f} s** ({median / goal:.2f}× of target)"
+        )
+        lines.append(
+            f"| `{name}` | {median:.3f} | {' · '.join(f'{t:.3f}' for t in runs_s)} | "
+            + (f"≤ {goal} s" if goal is not None else "–")
+            + f" | {verdict} |"
+        )
+    return lines
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -835,6 +985,9 @@ def targets_check(results: list[Result], extras: dict[str, float]) -> list[str]:
         verdict("RSS after 100,000 deliveries", extras["rss_100k"], 120, higher=False, unit=" MB")
     if "soak_growth" in extras:
         verdict("RSS growth over the soak", extras["soak_growth"], 5, higher=False, unit=" MB")
+    for name, goal in STARTUP_TARGETS.items():
+        if f"startup {name}" in extras:
+            verdict(f"`{name}` start-up", extras[f"startup {name}"], goal, higher=False, unit=" s")
     wrong = sum((r.wrong or 0) for r in results if r.target == "clerk-sync")
     runs = [r for r in results if r.target == "clerk-sync"]
     mixes = " and ".join(m for m in MIXES if any(r.mix == m for r in runs))
@@ -891,6 +1044,18 @@ def main() -> None:
         help="idle connections held open beside the load in the idle run (0 to skip)",
     )
     parser.add_argument(
+        "--sse",
+        type=int,
+        default=20,
+        help="dashboard live-feed subscribers beside the load in the dashboard run (0 to skip)",
+    )
+    parser.add_argument(
+        "--startup",
+        type=int,
+        default=5,
+        help="timed starts of each command in the start-up run (0 to skip)",
+    )
+    parser.add_argument(
         "--targets",
         default="verify_only,clerk-sync,tutorial",
         help="which of verify_only, clerk-sync, tutorial to run",
@@ -927,8 +1092,14 @@ def main() -> None:
     notes: list[str] = []
     idle_lines: list[str] = []
     idle_runs: list[Result] = []
+    sse_lines: list[str] = []
+    sse_runs: list[Result] = []
+    startup_lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="clerk-sync-bench-") as tmp:
         workdir = Path(tmp)
+        if args.startup:  # first, on a machine no server of this run is loading yet
+            startup_lines = [*startup(args.startup, workdir, extras), ""]
+            print("\n".join(startup_lines), flush=True)
         seed = 0
         for round_ in range(args.rounds):
             for c in conns:
@@ -977,8 +1148,11 @@ def main() -> None:
             idle_lines, idle_runs = idle_comparison(
                 args.deliveries, args.rounds, args.idle, workdir
             )
+        if args.sse and "clerk-sync" in targets:
+            sse_lines, sse_runs = sse_comparison(args.deliveries, args.rounds, args.sse, workdir)
+            idle_lines, idle_runs = [*idle_lines, *sse_lines], [*idle_runs, *sse_runs]
     checks = targets_check(results, extras)
-    text = report(results, [*notes, *idle_lines, "", "Targets:", *checks], args)
+    text = report(results, [*startup_lines, *notes, *idle_lines, "", "Targets:", *checks], args)
     print("\n" + text)
     if args.write_readme:
         write_readme(text)

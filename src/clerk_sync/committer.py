@@ -38,6 +38,8 @@ from .receiver import Delivery, Outcome, Receiver
 log = logging.getLogger("clerk_sync.committer")
 T = TypeVar("T")
 Result = Outcome | StoreUnavailable
+BatchObserver = Callable[[int], None]
+"""Told the size of every batch a writer took, on the server's event loop (metrics)."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a delivery waits for its commit (``DELIVERY_TIMEOUT_SECONDS``)."""
@@ -50,7 +52,10 @@ _MAX_ABANDONED = 4
 
 class Committer(Protocol):
     """What the webhook route needs of a writer: open, submit until closed, close; and
-    whether it is making progress, for ``/healthz``."""
+    whether it is making progress, for ``/healthz``. ``on_batch``, when set, is called on the
+    server's event loop with the size of each batch the writer took."""
+
+    on_batch: BatchObserver | None
 
     async def open(self) -> None:
         """Start; returns once deliveries can be taken."""
@@ -145,11 +150,13 @@ class GroupCommitter:
         max_batch: int = 64,
         writers: int = 1,
         timeout: float = DEFAULT_TIMEOUT,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         self.receiver = receiver
         self.max_batch = max_batch
         self.writers = writers
         self.timeout = timeout
+        self.on_batch = on_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._started = 0
@@ -291,21 +298,37 @@ class GroupCommitter:
             finally:
                 worker.busy_since = None
 
-        run_batches(next_batch, receive_batch, _answer, max_batch=self.max_batch)
+        def answer(batch: list[tuple[_Job, Delivery]], results: Sequence[Result]) -> None:
+            _answer(batch, results, self.on_batch)
+
+        run_batches(next_batch, receive_batch, answer, max_batch=self.max_batch)
 
 
-def _answer(batch: list[tuple[_Job, Delivery]], results: Sequence[Result]) -> None:
+def _answer(
+    batch: list[tuple[_Job, Delivery]], results: Sequence[Result], on_batch: BatchObserver | None
+) -> None:
+    """Settle each job's future on its loop; the first answer also tells ``on_batch`` the
+    batch's size there (no extra wake-up of the loop)."""
+    size = len(batch)
     for (job, _), result in zip(batch, results, strict=True):
         try:
-            job.loop.call_soon_threadsafe(_settle, job.future, result)
+            job.loop.call_soon_threadsafe(_settle, job.future, result, on_batch, size)
         except RuntimeError:  # its event loop is closed: nobody waits for the answer
             log.debug("%s committed after its caller left", job.delivery.svix_id)
+        on_batch = None
 
 
-def _settle(future: asyncio.Future[Outcome], result: Result) -> None:
+def _settle(
+    future: asyncio.Future[Outcome],
+    result: Result,
+    on_batch: BatchObserver | None = None,
+    size: int = 0,
+) -> None:
     if future.done():  # the client went away or the deadline passed; committed all the same
-        return
-    if isinstance(result, Outcome):
+        pass
+    elif isinstance(result, Outcome):
         future.set_result(result)
     else:
         future.set_exception(result)
+    if on_batch is not None:
+        on_batch(size)

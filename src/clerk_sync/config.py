@@ -59,7 +59,28 @@ class Settings(BaseSettings):
     )
     admin_token: str = Field(
         default="",
-        description="Bearer token for the read API; when empty the read API answers 404.",
+        description="Bearer token for the read API, and the sign-in of the dashboard at "
+        "`/admin`; when empty both answer 404.",
+    )
+    admin_session_ttl: str = Field(
+        default="12h",
+        description="How long a dashboard sign-in lasts (`30m`, `12h`, `7d`). Changing "
+        "`ADMIN_TOKEN` ends every session at once.",
+    )
+    admin_quiet_after: str = Field(
+        default="6h",
+        description="The dashboard shows the age of the last delivery in red past this "
+        "(`90m`, `6h`, `2d`).",
+    )
+    admin_show_avatars: bool = Field(
+        default=False,
+        description="Show users' avatars in the dashboard. Browsers then fetch them from "
+        "Clerk's image host (`img.clerk.com`); off, the dashboard loads nothing from outside.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="Bearer token for `GET /metrics`; when empty `ADMIN_TOKEN` opens it, and "
+        "with neither set it answers 404.",
     )
     webhook_tolerance_seconds: int = Field(
         default=300,

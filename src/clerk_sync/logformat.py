@@ -72,6 +72,12 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(_escape, text)
 
 
+def escape_unsafe(text: str) -> str:
+    """``text`` with bidirectional overrides, C1 controls and line separators written as
+    ``\\uXXXX``, for text shown whole (pretty-printed JSON) where newlines stay newlines."""
+    return _JSON_UNSAFE.sub(_json_escape, text)
+
+
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     named = _NAMED.get(char)

@@ -112,6 +112,9 @@ class OutboxWorker:
         self._releases: list[OutboxRow] = []
         """Claims to give back (rows not started)."""
         self._next_periodic = [0.0] * len(self.periodic)
+        self.on_run: Callable[[str, str], None] | None = None
+        """Told ``(handler, result)`` as each run ends: ``done``, ``skipped`` (finished without
+        running, see the row's note), ``failed`` (retried later) or ``dead`` (metrics)."""
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -356,6 +359,9 @@ class OutboxWorker:
                 then,
             )
         self._results.append(_Result(rows.Ending(row.id, now, error, note, retry_at, dead)))
+        if self.on_run is not None:
+            result = "dead" if dead else "failed" if error is not None else "done"
+            self.on_run(row.handler, "skipped" if note is not None and error is None else result)
 
 
 @dataclass(frozen=True, slots=True)

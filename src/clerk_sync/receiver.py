@@ -104,6 +104,9 @@ class Outcome:
     reason: str | None = None
     error_code: str | None = None
     """For ``failed``: the code of the :class:`InvalidPayload` that made it fail."""
+    event_timestamp: int | None = None
+    """The envelope's ``timestamp`` in ms (when the event happened), if the body had one: the
+    server's delivery lag is its arrival minus this."""
 
     @property
     def accepted(self) -> bool:
@@ -439,7 +442,16 @@ class Receiver:
             p, d = r.item, r.item.delivery
             if r.duplicate:
                 status = final.get(d.svix_id, Status(r.prior))
-                outcomes.append(Outcome(d.svix_id, status, True, p.event_type, p.subject_id))
+                outcomes.append(
+                    Outcome(
+                        d.svix_id,
+                        status,
+                        True,
+                        p.event_type,
+                        p.subject_id,
+                        event_timestamp=p.event_timestamp,
+                    )
+                )
                 continue
             status, reason = p.status, p.reason
             if id(r) in reasons:
@@ -450,7 +462,16 @@ class Receiver:
                 )
             final.setdefault(d.svix_id, status)
             outcomes.append(
-                Outcome(d.svix_id, status, False, p.event_type, p.subject_id, reason, p.error_code)
+                Outcome(
+                    d.svix_id,
+                    status,
+                    False,
+                    p.event_type,
+                    p.subject_id,
+                    reason,
+                    p.error_code,
+                    p.event_timestamp,
+                )
             )
             if status == Status.PROCESSED and self.outbox and p.event_type:
                 finishes += self._enqueue(stmts, p, now_ms)

@@ -23,7 +23,9 @@ between batches: so an idle stopped child is found too, not only one with delive
 
 Frames in both directions are a 4-byte big-endian length and a pickle (the two ends are the same
 program): ``(job, svix_id, body, received_at, source)`` going (``svix_id`` ``None``: a ping),
-``(job, outcome fields | None, detail)`` coming back.
+``(job, outcome fields | None, detail, batch)`` coming back, where ``batch`` is the size of the
+batch on the first answer of each batch and 0 on the others (the server's metrics: no frame of
+its own).
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .committer import DEFAULT_TIMEOUT, STALL_SECONDS, expire_later, run_batches, watch_interval
+from .committer import (
+    DEFAULT_TIMEOUT,
+    STALL_SECONDS,
+    BatchObserver,
+    expire_later,
+    run_batches,
+    watch_interval,
+)
 from .errors import ClerkSyncError, StoreUnavailable
 from .receiver import Delivery, Outcome
 
@@ -116,8 +125,9 @@ class WriterProcess:
     and ``stop()`` — but started with ``await start()`` on the running event loop, which returns
     once the child is ready (so a server does not accept deliveries it would make wait)."""
 
-    def __init__(self, config: WriterConfig) -> None:
+    def __init__(self, config: WriterConfig, *, on_batch: BatchObserver | None = None) -> None:
         self.config = config
+        self.on_batch = on_batch
         self.proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._out = -1
@@ -251,7 +261,9 @@ class WriterProcess:
         answers included). Any answer is progress."""
         assert self._loop is not None
         self._progress_at = self._loop.time()
-        for job, fields, detail in self._frames.feed(data):
+        for job, fields, detail, batch in self._frames.feed(data):
+            if batch and self.on_batch is not None:
+                self.on_batch(batch)
             if job == _READY:
                 self._ever_ready = self._child_ready = True
                 if self._ready is not None and not self._ready.done():
@@ -465,6 +477,7 @@ def _outcome_fields(outcome: Outcome) -> tuple[Any, ...]:
         outcome.subject_id,
         outcome.reason,
         outcome.error_code,
+        outcome.event_timestamp,
     )
 
 
@@ -506,7 +519,7 @@ def serve_pipe(
                 break
             for job, svix_id, body, received_at, source in frames.feed(data):
                 if svix_id is None:  # a ping: answered now, ahead of the deliveries read with it
-                    pongs.append(_frame((job, None, None)))
+                    pongs.append(_frame((job, None, None, 0)))
                 else:
                     pending.append((job, Delivery(svix_id, body, received_at, source)))
         if pongs:
@@ -517,15 +530,16 @@ def serve_pipe(
     def answer(
         batch: list[tuple[int, Delivery]], results: Sequence[Outcome | StoreUnavailable]
     ) -> None:
+        size = len(batch)
         _answer(
             write_fd,
             b"".join(
                 _frame(
-                    (job, _outcome_fields(r), None)
+                    (job, _outcome_fields(r), None, 0 if n else size)
                     if isinstance(r, Outcome)
-                    else (job, None, r.detail)
+                    else (job, None, r.detail, 0 if n else size)
                 )
-                for (job, _), r in zip(batch, results, strict=True)
+                for n, ((job, _), r) in enumerate(zip(batch, results, strict=True))
             ),
         )
 
@@ -573,7 +587,7 @@ def main(argv: list[str]) -> None:
     except ClerkSyncError as exc:
         log.error("writer process cannot start: error [%s] %s", exc.code, exc.detail)
         sys.exit(exc.exit_code)
-    os.write(write_fd, _frame((_READY, None, None)))
+    os.write(write_fd, _frame((_READY, None, None, 0)))
     try:
         serve_pipe(
             receiver.receive_batch,

@@ -11,10 +11,10 @@ import pytest
 
 from clerk_sync import handled_types
 from clerk_sync.devtools import Subject, all_fixtures, fixture, fixture_for, fixture_types
-from clerk_sync.devtools.catalog import DELIVERY_LAG_MS, PING_TYPE, persona
+from clerk_sync.devtools.catalog import DELIVERY_LAG_MS, persona
 from clerk_sync.entities import route
 from clerk_sync.entities.kind import plan as decide
-from clerk_sync.events import decode_envelope
+from clerk_sync.events import PING_TYPE, decode_envelope
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures"
 SUBJECT = Subject("user_2vX11zP8kQm3TbR6wYcN0dLe5Hs", 0, 1_744_276_393_608, 1_744_362_011_337)

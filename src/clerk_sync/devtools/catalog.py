@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..events import PING_TYPE
 from .fixtures import (
     deleted_object,
     deleted_user_event,
@@ -37,7 +38,6 @@ from .fixtures import (
     waitlist_entry_object,
 )
 
-PING_TYPE = "clerkSync.ping"
 _PERSONAS = (
     ("Ada", "Lovelace"),
     ("Grace", "Hopper"),

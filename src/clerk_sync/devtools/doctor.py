@@ -34,10 +34,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..config import Settings
 from ..errors import ClerkSyncError, ConfigError, SchemaError, ServerUnreachable, StoreUnavailable
+from ..events import PING_TYPE
 from ..store import Tables, make_engine, schema_state
 from ..store.engine import redacted
 from ..store.migrate import head_revision
-from .catalog import PING_TYPE, Subject, fixture_for
+from .catalog import Subject, fixture_for
 from .fixtures import encode, new_id
 from .keys import DEV_HINT, instance_hint, secret_note
 from .sender import Sender, unreachable

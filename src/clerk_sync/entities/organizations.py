@@ -47,6 +47,7 @@ ORGANIZATION = register(
         events="organization",
         model=OrganizationData,
         columns=_columns,
+        searched=("id", "name", "slug"),
         fields=(
             "id",
             "name",

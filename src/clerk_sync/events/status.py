@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+PING_TYPE = "clerkSync.ping"
+"""The type of ``clerk-sync doctor``'s signed probe: recorded like any delivery, but not a sign
+that Clerk delivers (the ``no_deliveries`` alert, the last-delivery figures leave it out)."""
+
 
 class Status(StrEnum):
     """The status of a delivery in the event log (and of its :class:`Outcome`)."""

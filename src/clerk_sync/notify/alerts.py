@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select
 
-from ..devtools.catalog import PING_TYPE
-from ..events import Source
 from ..hooks import ChangeEvent
 from ..store import outbox, state
+from ..store.activity import newest_delivery
 from ..store.schema import Tables
 from .send import Level, Message, send
 
@@ -152,7 +151,7 @@ class Alert:
             "checked_at": now_ms,
         }
         if self.kind == "no_deliveries":
-            newest = _newest_delivery(conn, tables)
+            newest = newest_delivery(conn, tables)
             if newest is None or now_ms - newest < self.after_ms:
                 return None
             return self._key(f"quiet since {newest}"), {**facts, "last_received_at": newest}
@@ -336,19 +335,6 @@ def format_duration(ms: int) -> str:
         if n:
             parts.append(f"{n}{unit}")
     return " ".join(parts[:2]) or "0s"
-
-
-def _newest_delivery(conn: Connection, tables: Tables) -> int | None:
-    """``received_at`` of the newest delivery, by the log's primary key (no scan)."""
-    e = tables.events
-    found = conn.execute(
-        select(e.c.received_at)
-        .where(or_(e.c.type.is_(None), e.c.type != PING_TYPE))
-        .where(e.c.source == Source.WEBHOOK.value)
-        .order_by(e.c.seq.desc())
-        .limit(1)
-    ).scalar()
-    return None if found is None else int(found)
 
 
 def _previous(conn: Connection, tables: Tables, alert: Alert) -> tuple[str, int] | None:

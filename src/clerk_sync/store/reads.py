@@ -92,9 +92,13 @@ def list_events(
     status: str | None = None,
     event_type: str | None = None,
     since: int | None = None,
+    until: int | None = None,
+    subject_id: str | None = None,
+    type_prefix: str | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The log, newest first, without payloads; the next cursor is the last ``seq`` seen.
-    ``since``: only events received at or after it (ms)."""
+    ``since`` / ``until``: only events received at or after / before it (ms);
+    ``type_prefix``: types starting with it (``user.``)."""
     events = tables.events
     stmt = select(*[events.c[name] for name in EVENT_FIELDS]).order_by(events.c.seq.desc())
     stmt = stmt.limit(limit)
@@ -106,6 +110,12 @@ def list_events(
         stmt = stmt.where(events.c.type == event_type)
     if since is not None:
         stmt = stmt.where(events.c.received_at >= since)
+    if until is not None:
+        stmt = stmt.where(events.c.received_at < until)
+    if subject_id:
+        stmt = stmt.where(events.c.subject_id == subject_id)
+    if type_prefix:
+        stmt = stmt.where(events.c.type.like(_escape_like(type_prefix) + "%", escape="\\"))
     with engine.connect() as conn:
         rows = [_json(r, EVENT_FIELDS) for r in conn.execute(stmt)]
     return rows, (rows[-1]["seq"] if len(rows) == limit else None)

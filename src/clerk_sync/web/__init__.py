@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from .. import wiring
 from ..committer import Committer, GroupCommitter
@@ -20,18 +20,22 @@ from ..entities import tables
 from ..errors import ClerkSyncError, ConfigError, Refused, StoreUnavailable
 from ..hooks import UserDeletedHook
 from ..logformat import LogFormat
+from ..observe.metrics import Metrics
 from ..receiver import Receiver
 from ..retention import Pruner
 from ..store import ensure_schema, make_engine
 from ..verify import Verifier
 from ..writer import WriterConfig, WriterProcess
+from .admin import ADMIN_PATH, Dashboard, DashboardSettings
 from .api import ReadApi
 from .guard import Guard
 from .health import Health
+from .metrics import MetricsEndpoint
 from .responses import Receive, Scope, Send, handle_error, refuse, send_json
 from .webhook import WebhookEndpoint
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
+METRICS_PATH = "/metrics"
 NOT_STARTED = (
     "clerk-sync is mounted but its lifespan has not run, so its writer is not started: pass "
     "lifespan=clerk.lifespan to FastAPI() or Starlette() (clerk being the app create_app "
@@ -97,6 +101,8 @@ def create_app(
     assembled = wiring.deployment(settings, hooks)
     hook_set = assembled.hooks
     deployment = tables(settings.table_prefix, settings.schema_name())
+    metrics = Metrics()
+    metrics.watch(engine, deployment)
     receiver = Receiver(
         engine,
         tables=deployment,
@@ -123,7 +129,8 @@ def create_app(
                 log_level=settings.log_level,
                 log_format=log_format,
                 delivery_timeout=settings.delivery_timeout_seconds,
-            )
+            ),
+            on_batch=metrics.batch,
         )
     else:
         committer = GroupCommitter(
@@ -131,6 +138,7 @@ def create_app(
             max_batch=settings.batch_max,
             writers=writers,
             timeout=settings.delivery_timeout_seconds,
+            on_batch=metrics.batch,
         )
     api = ReadApi(engine, settings.admin_token, deployment)
     # Without after-commit hooks there is nothing to run (rows left by an earlier
@@ -140,7 +148,16 @@ def create_app(
         if settings.outbox_worker == "on" and hook_set.after_commit
         else None
     )
+    if worker is not None:
+        worker.on_run = metrics.outbox_run
 
+    dashboard = Dashboard(
+        engine,
+        deployment,
+        _dashboard_settings(settings),
+        submit=committer.submit,
+        is_https=lambda request: guard.resolve.https(request.scope),
+    )
     services: list[Service] = [Pruner(engine, deployment, settings.event_retention_days)]
     if worker is not None:
         services.insert(0, worker)
@@ -150,6 +167,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_schema, engine, naming=deployment.naming)
+        await run_in_threadpool(metrics.load_last_delivery)
         await committer.open()
         started: list[Service] = []
         try:
@@ -158,6 +176,7 @@ def create_app(
                 started.append(service)
             yield
         finally:
+            await dashboard.close()  # its live streams end, so the server can stop
             for service in reversed(started):
                 await service.stop()
             await guard.limiter.close()
@@ -174,10 +193,16 @@ def create_app(
                 methods=["POST"],
             ),
             Route("/api/outbox", api.outbox, methods=["GET"]),
+            Mount(ADMIN_PATH, app=dashboard),
             Route("/api/{rest:path}", api.objects, methods=["GET"]),
             Route(
                 "/healthz",
                 Health(committer, engine, settings.delivery_timeout_seconds).healthz,
+                methods=["GET"],
+            ),
+            Route(
+                METRICS_PATH,
+                MetricsEndpoint(metrics, settings.metrics_token, settings.admin_token).metrics_text,
                 methods=["GET"],
             ),
         ],
@@ -189,10 +214,32 @@ def create_app(
     routes.state.tables = deployment
     routes.state.outbox_worker = worker
     routes.state.deployment = assembled
+    routes.state.metrics = metrics
     webhook = WebhookEndpoint(
-        verifier, committer, settings.max_body_bytes, assembled.signature_failures
+        verifier, committer, settings.max_body_bytes, assembled.signature_failures, metrics
     )
     return ClerkSyncApp(webhook, routes, guard, lifespan)
+
+
+def _dashboard_settings(settings: Settings) -> DashboardSettings:
+    """The dashboard's settings, checked now: a bad duration fails at startup."""
+    from ..notify.alerts import parse_duration
+
+    durations: dict[str, int] = {}
+    for name, raw in (
+        ("ADMIN_SESSION_TTL", settings.admin_session_ttl),
+        ("ADMIN_QUIET_AFTER", settings.admin_quiet_after),
+    ):
+        ms = parse_duration(raw)
+        if ms is None or ms <= 0:
+            raise ConfigError(f"{name} {raw!r} is not a duration: write e.g. '30m', '12h' or '2d'.")
+        durations[name] = ms
+    return DashboardSettings(
+        admin_token=settings.admin_token,
+        session_ttl_ms=durations["ADMIN_SESSION_TTL"],
+        quiet_after_ms=durations["ADMIN_QUIET_AFTER"],
+        show_avatars=settings.admin_show_avatars,
+    )
 
 
 class Service(Protocol):
@@ -224,6 +271,13 @@ def _reconciler(settings: Settings, receiver: Receiver, assembled: wiring.Deploy
             notifications.check_alerts(conn, receiver.tables, now_ms, assembled.signature_failures)
 
     return Reconciler(receiver, ClerkApi.from_settings(settings), every / 1000, alert)
+
+
+def _dashboard_page(path: str) -> bool:
+    """A dashboard request that spends the read API's budget: all but its static files."""
+    return (path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/")) and not path.startswith(
+        ADMIN_PATH + "/static/"
+    )
 
 
 class ClerkSyncApp:
@@ -305,9 +359,11 @@ class ClerkSyncApp:
                 if scope["method"] == "POST":
                     await self._webhook(scope, receive, send)
                 else:  # someone opened the URL in a browser, or a probe: say what it is for
+                    if self.webhook.metrics is not None:
+                        self.webhook.metrics.refused(_ONLY_POST["error"])
                     await send_json(send, 405, _ONLY_POST, {"allow": "POST"})
                 return
-            if path.startswith("/api/"):
+            if path.startswith("/api/") or path == METRICS_PATH or _dashboard_page(path):
                 try:
                     await self.guard.admit_api(scope)
                 except Refused as exc:
@@ -329,6 +385,8 @@ class ClerkSyncApp:
         try:
             key = await self.guard.admit_webhook(scope)
         except Refused as exc:
+            if self.webhook.metrics is not None:
+                self.webhook.metrics.refused(exc.code)
             await refuse(send, exc)
             return
         await self.guard.answer_webhook(key, self.webhook, scope, receive, send)

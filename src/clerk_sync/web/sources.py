@@ -83,6 +83,21 @@ class ClientResolver:
     def __init__(self, trusted_proxies: Sequence[Network]) -> None:
         self.trusted = tuple(trusted_proxies)
 
+    def https(self, scope: MutableMapping[str, Any]) -> bool:
+        """Whether the client came over HTTPS: to this server, or to a trusted proxy that says
+        so in ``X-Forwarded-Proto`` (the first hop's word)."""
+        if scope.get("scheme") in ("https", "wss"):
+            return True
+        client = scope.get("client")
+        peer = parse_address(str(client[0])) if client else None
+        if peer is None or not self.trusted or not contains(self.trusted, peer):
+            return False
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                first: str = value.decode("latin-1").split(",")[0]
+                return first.strip().lower() == "https"
+        return False
+
     def __call__(self, scope: MutableMapping[str, Any]) -> IPAddress | None:
         """The client's address, or None when it cannot be known (no peer, unparseable hop)."""
         client = scope.get("client")

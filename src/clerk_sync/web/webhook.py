@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ..committer import Committer
 from ..errors import ClerkSyncError, InvalidPayload, PayloadTooLarge, Refused, SignatureMismatch
+from ..observe.metrics import Metrics
 from ..receiver import Delivery, Outcome
 from ..verify import Verifier
 from .responses import Receive, Scope, Send, refuse, send_json
@@ -68,11 +69,13 @@ class WebhookEndpoint:
         committer: Committer,
         max_body: int,
         signature_failures: FailureLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.verifier = verifier
         self.committer = committer
         self.max_body = max_body
         self.signature_failures = signature_failures
+        self.metrics = metrics
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, *, gate: Gate | None = None
@@ -91,7 +94,7 @@ class WebhookEndpoint:
         }
         svix_id = headers.get("svix-id") or headers.get("webhook-id") or "-"
         try:
-            outcome = await self._receive(headers, receive)
+            received_at, outcome = await self._receive(headers, receive)
         except ClientGone:
             if gate is not None:
                 await gate()
@@ -102,8 +105,12 @@ class WebhookEndpoint:
             if gate is not None and failed_verification(exc.http_status):
                 instead = await gate()
                 if instead is not None:
+                    if self.metrics is not None:
+                        self.metrics.refused(instead.code)
                     await refuse(send, instead)
                     return instead.http_status
+            if self.metrics is not None:
+                self.metrics.refused(exc.code)
             _log_line(svix_id, None, None, f"rejected:{exc.code}", started, exc.detail)
             extra = ABORT_HEADERS if isinstance(exc, InvalidPayload) else None
             await send_json(send, exc.http_status, exc.to_dict(), extra)
@@ -116,9 +123,13 @@ class WebhookEndpoint:
             started,
             outcome.reason if outcome.status in ("failed", "stale") else None,
         )
-        return await _answer(send, outcome)
+        status = await _answer(send, outcome)
+        if self.metrics is not None:
+            self.metrics.delivered(outcome, received_at, time.perf_counter() - started)
+        return status
 
-    async def _receive(self, headers: dict[str, str], receive: Receive) -> Outcome:
+    async def _receive(self, headers: dict[str, str], receive: Receive) -> tuple[int, Outcome]:
+        """``(received_at, outcome)`` of a verified, committed delivery."""
         announced = headers.get("content-length")
         if (
             announced
@@ -130,9 +141,9 @@ class WebhookEndpoint:
         signed = self.verifier.check_headers(headers)
         body = await _read_limited(receive, self.max_body)
         self.verifier.verify(signed, body)
-        return await self.committer.submit(
-            Delivery(signed.msg_id, body, received_at=int(time.time() * 1000))
-        )
+        received_at = int(time.time() * 1000)
+        outcome = await self.committer.submit(Delivery(signed.msg_id, body, received_at))
+        return received_at, outcome
 
 
 async def _answer(send: Send, outcome: Outcome) -> int:
