@@ -7,7 +7,6 @@ in ``static/``) only makes search and filters update in place, and streams the l
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -180,7 +179,3 @@ async def form(request: Request) -> dict[str, str]:
     fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items() if v}
     request.scope["clerk_sync.form"] = fields
     return dict(fields)
-
-
-def same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...errors import ClerkSyncError
 from ...events import OUTBOX_STATUSES, STATUSES, OutboxStatus, Source, Status
+from ...notify.alerts import format_duration
 from ...receiver import Delivery
 from ...store import activity, reads
 from ...store import outbox as outbox_rows
@@ -55,9 +56,7 @@ class Pages:
             title="Overview",
             nav="overview",
             quiet=newest is None or now_ms - newest > self.admin.quiet_after_ms,
-            quiet_after=present.ago(now_ms - self.admin.quiet_after_ms, now_ms).removesuffix(
-                " ago"
-            ),
+            quiet_after=format_duration(self.admin.quiet_after_ms),
             ago=present.ago(newest, now_ms),
             **figures,
         )

@@ -16,7 +16,6 @@ from ...logformat import escape_unsafe, redact
 MAX_SHOWN_CHARS = 120
 """A changed value longer than this is cut, with an ellipsis."""
 _IGNORED_CHANGES = frozenset({"updated_at"})
-_ACTIONS = {"created": "created", "updated": "updated", "deleted": "deleted"}
 
 
 def when(ms: int | None) -> str:
@@ -93,7 +92,7 @@ def did(event: Mapping[str, Any]) -> str:
     status = event.get("status")
     action = str(event.get("type") or "").rpartition(".")[2]
     if status == Status.PROCESSED:
-        done = _ACTIONS.get(action, action or "applied")
+        done = action or "applied"
         return (
             done
             if event.get("delivery_count", 1) <= 1
