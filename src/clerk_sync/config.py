@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import re
-from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -353,20 +351,3 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-def load_hooks(paths: list[str]) -> list[Callable[..., None]]:
-    """Import ``module:function`` references; a bad one is a :class:`ConfigError` at startup."""
-    hooks: list[Callable[..., None]] = []
-    for path in paths:
-        module_name, _, attr = path.partition(":")
-        if not module_name or not attr or module_name.startswith("."):
-            raise ConfigError(f"ON_USER_DELETED entry {path!r} must look like 'module:function'.")
-        try:
-            target = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            raise ConfigError(f"ON_USER_DELETED entry {path!r} cannot be loaded: {exc}.") from None
-        if not callable(target):
-            raise ConfigError(f"ON_USER_DELETED entry {path!r} is not callable.")
-        hooks.append(target)
-    return hooks

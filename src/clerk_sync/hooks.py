@@ -333,3 +333,22 @@ def _by_user_id(fn: UserDeletedHook) -> InTransactionHook:
 
     hook.__qualname__ = getattr(fn, "__qualname__", "on_user_deleted")
     return hook
+
+
+def load_hooks(paths: list[str]) -> list[Callable[..., None]]:
+    """``ON_USER_DELETED``: import ``module:function`` references; a bad one is a
+    :class:`ConfigError` at startup. (Here, not in :mod:`.config`, so the writer process
+    loads them without pydantic-settings.)"""
+    hooks: list[Callable[..., None]] = []
+    for path in paths:
+        module_name, _, attr = path.partition(":")
+        if not module_name or not attr or module_name.startswith("."):
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} must look like 'module:function'.")
+        try:
+            target = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} cannot be loaded: {exc}.") from None
+        if not callable(target):
+            raise ConfigError(f"ON_USER_DELETED entry {path!r} is not callable.")
+        hooks.append(target)
+    return hooks

@@ -559,7 +559,6 @@ def _answer(write_fd: int, payload: bytes) -> None:
 def main(argv: list[str]) -> None:
     """Entry point of the child: ``python -m clerk_sync.writer READ_FD WRITE_FD``."""
     from . import hooks
-    from .config import load_hooks
     from .entities import tables
     from .logformat import configure_logging
     from .receiver import Receiver
@@ -580,7 +579,7 @@ def main(argv: list[str]) -> None:
         receiver = Receiver(
             engine,
             tables=tables(config.table_prefix, config.database_schema),
-            on_user_deleted=load_hooks(config.hook_paths),
+            on_user_deleted=hooks.load_hooks(config.hook_paths),
             hooks=hooks.named(config.hook_modules, config.in_transaction),
             outbox=[(name, tuple(patterns), on) for name, patterns, on in config.outbox_routes],
         )

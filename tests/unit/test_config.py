@@ -10,12 +10,12 @@ import pytest
 
 from clerk_sync.config import (
     Settings,
-    load_hooks,
     normalize_database_url,
     parse_secrets,
     secret_problem,
 )
 from clerk_sync.errors import ConfigError
+from clerk_sync.hooks import load_hooks
 from tests.conftest import OTHER_SECRET, SECRET
 
 SHORT_SECRET = "whsec_" + base64.b64encode(b"fifteen bytes!!").decode()

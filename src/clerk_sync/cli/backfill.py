@@ -41,7 +41,7 @@ def backend_api(settings: Settings) -> Iterator[tuple[Receiver, ClerkApi]]:
     before the database is opened."""
     from .. import wiring
     from ..clerk_api import ClerkApi
-    from ..config import load_hooks
+    from ..hooks import load_hooks
     from ..receiver import Receiver
     from ..store import ensure_schema
 

@@ -208,7 +208,7 @@ def _replayer(engine: Engine, tables: Tables, settings: Settings) -> Receiver:
     included), and a delivery a replay applies gets the outbox rows of its after-commit
     hooks, which the server's worker (or ``clerk-sync worker``) runs."""
     from .. import wiring
-    from ..config import load_hooks
+    from ..hooks import load_hooks
     from ..receiver import Receiver
 
     hook_set = wiring.deployment(settings).hooks

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from ..errors import ConfigError
 from ..hooks import ChangeEvent, Hook
 
@@ -26,7 +24,7 @@ HOOK_NAME = "sink:convex"
 EVENTS = ("user.created", "user.updated", "user.deleted")
 _FUNCTION = re.compile(r"[A-Za-z0-9_./-]+:[A-Za-z_][A-Za-z0-9_]*")
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_TIMEOUT_SECONDS, _CONNECT_SECONDS = 10.0, 5.0
 _SHOWN_BODY = 300
 
 
@@ -92,7 +90,11 @@ class ConvexSink:
             "Authorization": f"Convex {self.deploy_key}",
             "Idempotency-Key": event.idempotency_key,
         }
-        async with httpx.AsyncClient(timeout=_TIMEOUT) as client:
+        import httpx  # here: a server without CONVEX_URL never loads it
+
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(_TIMEOUT_SECONDS, connect=_CONNECT_SECONDS)
+        ) as client:
             response = await client.post(self.endpoint, json=self.request(event), headers=headers)
         try:
             reply = response.json()

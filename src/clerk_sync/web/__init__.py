@@ -15,10 +15,10 @@ from starlette.routing import Mount, Route
 
 from .. import wiring
 from ..committer import Committer, GroupCommitter
-from ..config import Settings, load_hooks
+from ..config import Settings
 from ..entities import tables
 from ..errors import ClerkSyncError, ConfigError, Refused, StoreUnavailable
-from ..hooks import UserDeletedHook
+from ..hooks import UserDeletedHook, load_hooks
 from ..logformat import LogFormat
 from ..observe.metrics import Metrics
 from ..receiver import Receiver
