@@ -438,6 +438,18 @@ class Server:
                         total += int(line.split()[1]) / 1024
         return total or float("nan")
 
+    def written_bytes(self) -> int:
+        """Bytes the server's children (clerk-sync's writer process) have passed to write()
+        so far (`wchar` in /proc): on SQLite the WAL, the checkpoints into the database file and
+        the answers on the pipe (~100 B a delivery)."""
+        total = 0
+        for pid in _children(self.proc.pid):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                    if line.startswith("wchar:"):
+                        total += int(line.split()[1])
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -648,16 +660,19 @@ def run_once(
                 listeners.start()
                 if not listeners.ready.wait(30) or listeners.error:
                     raise RuntimeError(f"live-feed subscribers did not start: {listeners.error}")
+            written = server.written_bytes()
             figures = drive(server, tsv, connections, workdir)
             rss = server.rss_mb()
+            if target == "clerk-sync" and db == "sqlite":
+                extra["written_per_delivery"] = (server.written_bytes() - written) / n
         finally:
             if holder:
                 holder.stop()
-                extra = {"idle": idle, "reopened": holder.reopened}
+                extra |= {"idle": idle, "reopened": holder.reopened}
             if listeners:
                 time.sleep(0.5)  # the feed's last poll of the run
                 listeners.stop()
-                extra = {"sse": sse, "updates": min(listeners.updates), "error": listeners.error}
+                extra |= {"sse": sse, "updates": min(listeners.updates), "error": listeners.error}
             server.stop()
         wrong = None
         if target != "verify_only":
@@ -921,6 +936,22 @@ def report(results: list[Result], extras: list[str], args: argparse.Namespace) -
             + f"{'–' if r.wrong is None else r.wrong} |"
         )
     lines += org_table(table)
+    written = [
+        (r.mix, r.connections, r.extra["written_per_delivery"])
+        for r in results
+        if "written_per_delivery" in r.extra
+    ]
+    if written:
+        per_mix = {
+            mix: statistics.median(w for m, _, w in written if m == mix) for mix, _, _ in written
+        }
+        lines += [
+            "",
+            "Written by the writer process per delivery on SQLite (WAL, checkpoints and its "
+            "answers, /proc wchar), median over the runs: "
+            + ", ".join(f"{mix} mix {w / 1024:,.1f} KiB" for mix, w in per_mix.items())
+            + ".",
+        ]
     lines += ["", *extras]
     return "\n".join(lines)
 
@@ -1187,10 +1218,13 @@ def soak(seconds: int, workdir: Path, extras: dict[str, float]) -> str:
 
 
 def _progress(round_: int, r: Result) -> None:
+    written = r.extra.get("written_per_delivery")
     print(
         f"round {round_ + 1}: {NAMES[r.target]:<24} {r.mix:<4} {r.db:<10} c={r.connections:<4} "
         f"{r.rps:8,.0f}/s p50 {r.p50_ms:6.1f} ms p99 {r.p99_ms:6.1f} ms errors {r.errors} "
-        f"RSS {r.rss_mb:5.0f} MB wrong {r.wrong} ({r.body_bytes:,.0f} B/delivery)",
+        f"RSS {r.rss_mb:5.0f} MB wrong {r.wrong} ({r.body_bytes:,.0f} B/delivery"
+        + (f", writer wrote {written:,.0f} B/delivery" if written is not None else "")
+        + ")",
         flush=True,
     )
 
