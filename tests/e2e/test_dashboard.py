@@ -222,6 +222,8 @@ def test_every_page_and_action_in_chromium(
 
     # Organizations.
     page.click("nav >> text=Organizations")
+    page.wait_for_selector("#results a:has-text('Globex')")
+    _shot(page, shots, "organizations")
     page.click("text=Acme Corp")
     page.wait_for_selector("h2:has-text('Members (3)')")
     _shot(page, shots, "organization")
