@@ -1,4 +1,4 @@
-"""``GET /metrics``: the Prometheus text exposition of :class:`clerk_sync.observe.Metrics`.
+"""``GET /metrics``: the Prometheus text exposition of :class:`clerk_sync.observe.metrics.Metrics`.
 
 Behind ``Authorization: Bearer $METRICS_TOKEN``, or ``$ADMIN_TOKEN`` when no metrics token is
 set (so a scraper need not hold the read API's token); with neither it answers 404, like the
