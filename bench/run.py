@@ -696,85 +696,84 @@ def run_once(
     )
 
 
-def idle_comparison(
-    deliveries: int, rounds: int, idle: int, workdir: Path
+def beside_the_load(
+    what: str, count: int, rounds: int, deliveries: int, workdir: Path
 ) -> tuple[list[str], list[Result]]:
-    """(a) at 32 connections on SQLite, alternately without and with `idle` idle connections
-    held open beside the load: the report's lines, and the runs."""
-    runs: dict[int, list[Result]] = {0: [], idle: []}
+    """(a) at 32 connections on SQLite, alternately without and with `count` of `what` beside
+    the load — `idle` connections held open, or `sse` dashboards' live feeds (with
+    `ADMIN_TOKEN` set in both arms) — in ABBA order, so neither arm always meets the warmer
+    machine: the report's lines, and the runs."""
+    arm = ARMS[what]
+    runs: dict[int, list[Result]] = {0: [], count: []}
     for round_ in range(rounds):
-        for n_idle, done in runs.items():
-            seed = 700 + 2 * round_ + (n_idle > 0)
-            r = run_once("clerk-sync", "sqlite", 32, deliveries, workdir, seed, idle=n_idle)
+        order = list(runs.items()) if round_ % 2 == 0 else list(reversed(runs.items()))
+        for n, done in order:
+            seed = arm.seed + 2 * round_ + (n > 0)
+            r = run_once("clerk-sync", "sqlite", 32, deliveries, workdir, seed, **arm.options(n))
             done.append(r)
             print(
-                f"round {round_ + 1}: (a) clerk-sync serve idle={n_idle:<5} sqlite c=32   "
+                f"round {round_ + 1}: (a) clerk-sync serve {what}={n:<5} sqlite c=32   "
                 f"{r.rps:8,.0f}/s p99 {r.p99_ms:6.1f} ms errors {r.errors} wrong {r.wrong} "
-                f"idle ones reopened {r.extra.get('reopened', 0)}",
+                f"{arm.column} {r.extra.get(arm.extra, '-')}",
                 flush=True,
             )
     lines = [
         "",
-        f"Idle connections beside the load, (a) clerk-sync serve, SQLite, 32 loaded "
-        f"connections, median of {rounds} alternating round(s):",
+        f"{arm.heading}, (a) clerk-sync serve, SQLite, 32 loaded connections, median of "
+        f"{rounds} alternating round(s):",
         "",
-        "| idle connections held open | deliveries/s | vs none | p50 ms | p99 ms | errors | "
-        "wrong rows | RSS MB | idle ones reopened |",
+        f"| {arm.label} | deliveries/s | vs none | p50 ms | p99 ms | errors | wrong rows | "
+        f"RSS MB | {arm.column} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     base = statistics.median(r.rps for r in runs[0])
-    for n_idle, done in runs.items():
+    for n, done in runs.items():
         rps = statistics.median(r.rps for r in done)
         lines.append(
-            f"| {n_idle:,} | {rps:,.0f} | {rps / base:.2f}× | "
+            f"| {n:,} | {rps:,.0f} | {rps / base:.2f}× | "
             f"{statistics.median(r.p50_ms for r in done):.1f} | "
             f"{statistics.median(r.p99_ms for r in done):.1f} | {sum(r.errors for r in done)} | "
             f"{max(r.wrong or 0 for r in done)} | {max(r.rss_mb for r in done):.0f} | "
-            f"{sum(r.extra.get('reopened', 0) for r in done):,} |"
+            f"{arm.summary(done) if n else '-'} |"
         )
     return lines, [r for done in runs.values() for r in done]
 
 
-def sse_comparison(
-    deliveries: int, rounds: int, subscribers: int, workdir: Path
-) -> tuple[list[str], list[Result]]:
-    """(a) at 32 connections on SQLite with `ADMIN_TOKEN` set, alternately without and with
-    `subscribers` dashboards' live feeds open (SSE), in ABBA order: the report's lines, and the
-    runs."""
-    runs: dict[int, list[Result]] = {0: [], subscribers: []}
-    for round_ in range(rounds):
-        # ABBA: which arm runs first alternates, so neither always meets the warmer machine.
-        order = list(runs.items()) if round_ % 2 == 0 else list(reversed(runs.items()))
-        for n_sse, done in order:
-            seed = 800 + 2 * round_ + (n_sse > 0)
-            r = run_once("clerk-sync", "sqlite", 32, deliveries, workdir, seed, sse=n_sse)
-            done.append(r)
-            print(
-                f"round {round_ + 1}: (a) clerk-sync serve sse={n_sse:<3} sqlite c=32   "
-                f"{r.rps:8,.0f}/s p99 {r.p99_ms:6.1f} ms errors {r.errors} wrong {r.wrong} "
-                f"feed updates per subscriber {r.extra.get('updates', '-')}",
-                flush=True,
-            )
-    lines = [
-        "",
-        f"Dashboards beside the load, (a) clerk-sync serve, SQLite, 32 connections, "
-        f"ADMIN_TOKEN set, median of {rounds} alternating round(s):",
-        "",
-        "| live-feed subscribers (SSE) | deliveries/s | vs none | p50 ms | p99 ms | errors | "
-        "wrong rows | RSS MB | feed updates each (fewest) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    base = statistics.median(r.rps for r in runs[0])
-    for n_sse, done in runs.items():
-        rps = statistics.median(r.rps for r in done)
-        updates = min((r.extra.get("updates", 0) for r in done), default=0) if n_sse else "-"
-        lines.append(
-            f"| {n_sse} | {rps:,.0f} | {rps / base:.2f}× | "
-            f"{statistics.median(r.p50_ms for r in done):.1f} | "
-            f"{statistics.median(r.p99_ms for r in done):.1f} | {sum(r.errors for r in done)} | "
-            f"{max(r.wrong or 0 for r in done)} | {max(r.rss_mb for r in done):.0f} | {updates} |"
-        )
-    return lines, [r for done in runs.values() for r in done]
+@dataclass(frozen=True)
+class Arm:
+    """What one beside-the-load comparison puts beside the load, and how it reports it."""
+
+    seed: int
+    heading: str
+    label: str
+    column: str
+    extra: str
+    options: Any
+    """count → `run_once` keyword arguments (also for 0: the arm without)."""
+    summary: Any
+    """the arm's runs → its last column."""
+
+
+ARMS = {
+    "idle": Arm(
+        700,
+        "Idle connections beside the load",
+        "idle connections held open",
+        "idle ones reopened",
+        "reopened",
+        lambda n: {"idle": n},
+        lambda done: f"{sum(r.extra.get('reopened', 0) for r in done):,}",
+    ),
+    "sse": Arm(
+        800,
+        "Dashboards beside the load, ADMIN_TOKEN set",
+        "live-feed subscribers (SSE)",
+        "feed updates each (fewest)",
+        "updates",
+        lambda n: {"sse": n},
+        lambda done: min(r.extra.get("updates", 0) for r in done),
+    ),
+}
 
 
 # -- start-up ------------------------------------------------------------------------------------
@@ -1121,10 +1120,8 @@ def main() -> None:
     results: list[Result] = []
     extras: dict[str, float] = {}
     notes: list[str] = []
-    idle_lines: list[str] = []
-    idle_runs: list[Result] = []
-    sse_lines: list[str] = []
-    sse_runs: list[Result] = []
+    beside_lines: list[str] = []
+    beside_runs: list[Result] = []
     startup_lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="clerk-sync-bench-") as tmp:
         workdir = Path(tmp)
@@ -1175,19 +1172,17 @@ def main() -> None:
             )
         if args.soak:
             notes.append(soak(args.soak, workdir, extras))
-        if args.idle and "clerk-sync" in targets:
-            idle_lines, idle_runs = idle_comparison(
-                args.deliveries, args.rounds, args.idle, workdir
-            )
-        if args.sse and "clerk-sync" in targets:
-            sse_lines, sse_runs = sse_comparison(args.deliveries, args.rounds, args.sse, workdir)
-            idle_lines, idle_runs = [*idle_lines, *sse_lines], [*idle_runs, *sse_runs]
+        for what, count in (("idle", args.idle), ("sse", args.sse)):
+            if count and "clerk-sync" in targets:
+                lines, runs = beside_the_load(what, count, args.rounds, args.deliveries, workdir)
+                beside_lines += lines
+                beside_runs += runs
     checks = targets_check(results, extras)
-    text = report(results, [*startup_lines, *notes, *idle_lines, "", "Targets:", *checks], args)
+    text = report(results, [*startup_lines, *notes, *beside_lines, "", "Targets:", *checks], args)
     print("\n" + text)
     if args.write_readme:
         write_readme(text)
-    if any(r.target == "clerk-sync" and (r.wrong or r.errors) for r in [*results, *idle_runs]):
+    if any(r.target == "clerk-sync" and (r.wrong or r.errors) for r in [*results, *beside_runs]):
         sys.exit(1)
 
 

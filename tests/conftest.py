@@ -110,14 +110,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A migrated, empty database of the parametrized backend."""
+def migrated_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database of ``backend``: a new SQLite file in ``directory``, or the
+    session's PostgreSQL database with every table emptied."""
     if backend == "sqlite":
-        return migrated_sqlite(tmp_path / "clerk_sync.db")
+        return migrated_sqlite(directory / "clerk_sync.db")
     url = str(request.getfixturevalue("pg_database"))
     _truncate_pg(url)
     return url
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database of the parametrized backend."""
+    return migrated_database(backend, tmp_path, request)
 
 
 @pytest.fixture

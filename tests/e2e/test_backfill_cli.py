@@ -52,6 +52,21 @@ def env(db_url: str, fake: FakeClerkApi, **extra: str) -> dict[str, str]:
     )
 
 
+def start_backfill(
+    db_url: str, fake: FakeClerkApi, cwd: Path, *args: str, text: bool = False
+) -> subprocess.Popen[Any]:
+    """``clerk-sync backfill users ARGS`` against the fake, running in the background."""
+    return subprocess.Popen(
+        [*clerk_sync_command(), "backfill", "users", *args],
+        env=env(db_url, fake),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+    )
+
+
 def stored(engine: Engine) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         return {r.id: r.data for r in conn.execute(select(users_table.c.id, users_table.c.data))}
@@ -88,14 +103,7 @@ def test_killed_halfway_then_resumed_equals_the_fake(
 
     fake.on_page = on_page
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [*clerk_sync_command(), "backfill", "users", "--json"],
-        env=env(db_url, fake),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_backfill(db_url, fake, tmp_path, "--json")
     try:
         assert halfway.wait(60), proc.stderr.read().decode() if proc.poll() is not None else ""
         time.sleep(random.uniform(0, 0.05))  # the kill lands mid-fetch or mid-commit
@@ -137,15 +145,7 @@ def test_ctrl_c_stops_with_one_line_and_keeps_the_checkpoint(
     third_page = threading.Event()
     fake.on_page = lambda path, offset: third_page.set() if offset >= 1_000 else None
     fake.page_delay = 0.2
-    proc = subprocess.Popen(
-        [*clerk_sync_command(), "backfill", "users"],
-        env=env(db_url, fake),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_backfill(db_url, fake, tmp_path, text=True)
     try:
         assert third_page.wait(30)
         proc.send_signal(signal.SIGINT)
@@ -297,14 +297,7 @@ def test_webhooks_racing_a_backfill_through_serve(
     started = threading.Event()
     fake.on_page = lambda path, offset: started.set()
     with ServerProcess(database_url=db_url, secret=SECRET, workdir=tmp_path / "serve") as server:
-        proc = subprocess.Popen(
-            [*clerk_sync_command(), "backfill", "users", "--json"],
-            env=env(db_url, fake),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = start_backfill(db_url, fake, tmp_path, "--json")
         try:
             assert started.wait(30)
             events = [user_event("user.updated", u) for u in newer.values()]

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from clerk_sync.devtools import envelope, user_event, user_object
 from clerk_sync.web import WEBHOOK_PATH
-from tests.conftest import SECRET, _truncate_pg, signed
+from tests.conftest import SECRET, migrated_database, signed
 from tests.e2e.server import ServerProcess, clean_env, run_cli
 from tests.helpers.hook_recorder import LOG_ENV, read_runs
 from tests.helpers.instance import build_instance
@@ -293,10 +293,10 @@ def test_the_pages_work_with_javascript_off(
 
 
 def test_the_live_feed_shows_what_another_replica_committed(
-    browser: Browser, pg_database: str, tmp_path: Path
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    _truncate_pg(pg_database)
-    common = {"database_url": pg_database, "secret": SECRET, "admin_token": ADMIN_TOKEN}
+    url = migrated_database("postgresql", tmp_path, request)
+    common = {"database_url": url, "secret": SECRET, "admin_token": ADMIN_TOKEN}
     with (
         ServerProcess(workdir=tmp_path / "a", **common) as a,
         ServerProcess(workdir=tmp_path / "b", **common) as b,

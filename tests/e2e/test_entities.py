@@ -34,7 +34,7 @@ from clerk_sync.devtools import (
 )
 from clerk_sync.entities import handled_types, kind_named, kinds
 from clerk_sync.store import make_engine
-from tests.conftest import BACKENDS, SECRET, migrated_sqlite, signed
+from tests.conftest import BACKENDS, SECRET, migrated_database, signed
 from tests.e2e.server import ServerProcess
 from tests.helpers.tables import (
     domains_table,
@@ -112,10 +112,7 @@ def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp(f"entities-{request.param}")
-    if request.param == "sqlite":
-        url = migrated_sqlite(workdir / "clerk_sync.db")
-    else:
-        url = str(request.getfixturevalue("pg_database"))
+    url = migrated_database(request.param, workdir, request)
     observer = make_engine(url)
     try:
         with ServerProcess(

@@ -20,7 +20,14 @@ from sqlalchemy import Engine, func, select
 from clerk_sync import tables
 from clerk_sync.devtools import encode, envelope, user_event, user_object
 from clerk_sync.store import make_engine
-from tests.conftest import BACKENDS, OTHER_SECRET, SECRET, _truncate_pg, migrated_sqlite, signed
+from tests.conftest import (
+    BACKENDS,
+    OTHER_SECRET,
+    SECRET,
+    migrated_database,
+    migrated_sqlite,
+    signed,
+)
 from tests.e2e.server import ServerProcess
 from tests.helpers.hook_recorder import LOG_ENV, NAME
 from tests.helpers.prometheus import Scrape, parse
@@ -45,11 +52,7 @@ def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp(f"metrics-{request.param}")
-    if request.param == "sqlite":
-        url = migrated_sqlite(workdir / "clerk_sync.db")
-    else:
-        url = str(request.getfixturevalue("pg_database"))
-        _truncate_pg(url)
+    url = migrated_database(request.param, workdir, request)
     observer = make_engine(url)
     env = {
         "METRICS_TOKEN": METRICS_TOKEN,

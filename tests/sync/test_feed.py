@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Engine, select
 
 from clerk_sync.devtools import encode, user_event, user_object
 from clerk_sync.observe.feed import BATCH, QUEUE, Feed, Listener, Update
 from clerk_sync.receiver import Delivery, Receiver
+from tests.helpers.event_log import insert_log_row
 from tests.helpers.tables import events_table
 
 TIMEOUT = 10.0
@@ -35,21 +35,6 @@ def _deliver(receiver: Receiver, n: int = 1) -> list[str]:
     ]
     receiver.receive_batch(deliveries)
     return [d.svix_id for d in deliveries]
-
-
-def _record_uncommitted(conn: Connection, svix_id: str) -> None:
-    """A log row in ``conn``'s open transaction: it has taken its ``seq``, not committed."""
-    now = int(time.time() * 1000)
-    conn.execute(
-        insert(events_table).values(
-            svix_id=svix_id,
-            type="user.created",
-            received_at=now,
-            last_received_at=now,
-            delivery_count=1,
-            status="ignored",
-        )
-    )
 
 
 async def _next(listener: Listener[list[str]]) -> Update[list[str]]:
@@ -86,7 +71,9 @@ def test_a_lower_seq_committed_later_is_still_sent(engine: Engine, receiver: Rec
         async with feed.listen() as listener:
             with engine.connect() as slow:
                 slow.begin()
-                _record_uncommitted(slow, "msg_committed_late")
+                insert_log_row(
+                    slow, "msg_committed_late", "ignored"
+                )  # its seq taken, not committed
                 fast = await asyncio.to_thread(_deliver, receiver)
                 assert (await _next(listener)).prepared == fast
                 slow.commit()
@@ -162,7 +149,7 @@ def test_a_row_committed_late_below_where_the_poller_started_is_still_sent(
         feed = _feed(engine, receiver)
         with engine.connect() as slow:
             slow.begin()
-            _record_uncommitted(slow, "msg_late_and_low")
+            insert_log_row(slow, "msg_late_and_low", "ignored")
             fast = await asyncio.to_thread(_deliver, receiver)
             with engine.connect() as conn:
                 page_seq = conn.execute(
