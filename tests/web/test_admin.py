@@ -480,3 +480,19 @@ def test_dead_outbox_rows_are_retried_from_the_dashboard(admin: TestClient, engi
         statuses = sorted(conn.execute(select(outbox_table.c.status)).scalars())
     assert statuses == ["done", "pending", "pending", "pending"]
     assert admin.post("/admin/outbox/retry", data={"id": str(first_id)}).status_code == 403
+
+
+def test_an_oversized_form_is_refused_unread(sqlite_url: str) -> None:
+    with _client(sqlite_url) as client:
+        response = client.post("/admin/sign-in", content=b"token=" + b"x" * 20_000)
+        assert response.status_code == 413
+        assert "at most 16384 bytes" in response.text
+
+
+def test_junk_cursors_and_stream_positions_are_taken_as_none(admin: TestClient) -> None:
+    sent = [_deliver(admin, user_event("user.created", user_object())) for _ in range(3)]
+    for junk in ["abc", "-1", "1e9", "٣", "9" * 40]:
+        page = admin.get(f"/admin/events?cursor={junk}")
+        assert page.status_code == 200, junk
+        assert set(re.findall(r'/admin/events/(msg_[^"]+)"', page.text)) == set(sent), junk
+        assert admin.get(f"/admin/users?cursor={junk}").status_code == 200, junk
