@@ -4,7 +4,7 @@
 fields (``svix_id``, ``type``, ``subject_id``, ``outcome``, ``ms``, ``reason``) as
 ``record.delivery``. :class:`TextFormatter` renders them for a terminal — coloured only when the
 stream is one, so files and pipes get plain text — and :class:`JsonFormatter` as one JSON object
-per line for log shippers.
+per line for log shippers. :func:`configure_logging` puts them on stderr.
 
 Both pass everything they print through :func:`redact`: e-mail addresses are masked
 (``a***@example.com``) and anything shaped like a signing secret or a Clerk secret key is
@@ -23,6 +23,7 @@ its strings (``\\u001b``), and one record is always one line.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from typing import Any, Literal, TextIO
 
 import orjson
 
+DELIVERY_LOGGER = "clerk_sync.delivery"
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
@@ -131,19 +133,27 @@ class TextFormatter(logging.Formatter):
 
     A delivery line reads svix id, type, subject id, outcome and milliseconds, then `` — reason``
     for refusals, failures and stale deliveries; with colour, failures are red.
+
+    The timestamp has whole seconds and the level column one spelling per level, so both are
+    computed once and reused: this runs once per delivery on the server's event loop.
     """
 
     def __init__(self, *, colour: bool = False) -> None:
         super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
         self.colour = colour
+        self._stamp: tuple[int, str] = (-1, "")  # one tuple, so threads never see half of it
+        self._levels: dict[tuple[str, bool], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, self.datefmt)
-        level = f"{record.levelname:<7}"
+        second, stamp = self._stamp
+        if int(record.created) != second:
+            stamp = self.formatTime(record, self.datefmt)
+            self._stamp = (int(record.created), stamp)
+        level = self._levels.get((record.levelname, self.colour))
+        if level is None:
+            level = self._level(record.levelname)
         fields = _delivery_fields(record)
         body = self._delivery(fields) if fields is not None else self._plain(record.getMessage())
-        if self.colour and record.levelname in _LEVEL_COLOURS:
-            level = f"{_LEVEL_COLOURS[record.levelname]}{level}{_RESET}"
         line = f"{stamp} {level} {body}"
         if record.exc_info:
             line += _indented(self.formatException(record.exc_info))
@@ -151,17 +161,27 @@ class TextFormatter(logging.Formatter):
             line += _indented(self.formatStack(record.stack_info))
         return line
 
+    def _level(self, name: str) -> str:
+        level = f"{name:<7}"
+        if self.colour and name in _LEVEL_COLOURS:
+            level = f"{_LEVEL_COLOURS[name]}{level}{_RESET}"
+        self._levels[name, self.colour] = level
+        return level
+
     def _plain(self, message: str) -> str:
         return _clean(message)
 
     def _delivery(self, fields: dict[str, Any]) -> str:
-        outcome = escape_controls(str(fields.get("outcome") or "-"))
-        ms = fields.get("ms")
-        head = " ".join(
-            _clean(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
+        get = fields.get
+        outcome = escape_controls(str(get("outcome") or "-"))
+        ms = get("ms")
+        # One pass over the three values joined: neither a mask nor an escape can span the
+        # spaces between them, so this is what cleaning each one alone gives.
+        head = _clean(
+            f"{get('svix_id') or '-'!s} {get('type') or '-'!s} {get('subject_id') or '-'!s}"
         )
-        timing = f"{float(ms):.1f}ms" if isinstance(ms, int | float) else "-"
-        reason = fields.get("reason")
+        timing = f"{float(ms):.1f}ms" if isinstance(ms, (int, float)) else "-"
+        reason = get("reason")
         tail = f" — {_clean(str(reason))}" if reason else ""
         if not self.colour:
             return f"{head} {outcome} {timing}{tail}"
@@ -174,12 +194,18 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
     and for a delivery its fields at the top level (``svix_id``, ``type``, ``subject_id``,
-    ``outcome``, ``ms``, ``reason``)."""
+    ``outcome``, ``ms``, ``reason``).
+
+    ``time`` is the second, formatted once per second, plus the milliseconds.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, tz=UTC)
         entry: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -195,6 +221,22 @@ class JsonFormatter(logging.Formatter):
         if line.isascii() and "\x7f" not in line:
             return line
         return _JSON_UNSAFE.sub(_json_escape, line)
+
+    def _time(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`` with
+        ``Z``: microseconds rounded half-even as ``fromtimestamp`` does (carrying into the
+        second), then truncated to milliseconds as ``isoformat`` does."""
+        fraction, whole = math.modf(created)
+        second, micros = int(whole), round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:  # before 1970
+            second, micros = second - 1, micros + 1_000_000
+        cached, prefix = self._second
+        if second != cached:
+            prefix = datetime.fromtimestamp(second, tz=UTC).isoformat()[:19]
+            self._second = (second, prefix)
+        return f"{prefix}.{micros // 1000:03d}Z"
 
 
 def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:

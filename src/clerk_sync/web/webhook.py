@@ -12,6 +12,7 @@ Starlette's request object, routing and middleware cost as much as verifying the
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -195,10 +196,14 @@ def _log_line(
     started: float,
     reason: str | None,
 ) -> None:
+    """Log one delivery, with its fields as ``record.delivery`` for the formatters.
+
+    The record is made and handled here rather than through ``Logger.log``: this runs once per
+    delivery on the event loop, and the caller lookup ``Logger.log`` does (walking the stack)
+    is the frame at hand. The message stays lazy; only JSON and other handlers render it."""
     ms = (time.perf_counter() - started) * 1000
     level = logging.WARNING if outcome.startswith(("rejected", "failed")) else logging.INFO
     if log.isEnabledFor(level):
-        tail = f" — {reason}" if reason else ""
         fields = {
             "svix_id": svix_id,
             "type": event_type,
@@ -207,14 +212,23 @@ def _log_line(
             "ms": round(ms, 2),
             "reason": reason,
         }
-        log.log(
+        frame = sys._getframe()
+        record = log.makeRecord(
+            log.name,
             level,
+            frame.f_code.co_filename,
+            frame.f_lineno,
             "%s %s %s %s %.1fms%s",
-            svix_id,
-            event_type or "-",
-            subject or "-",
-            outcome,
-            ms,
-            tail,
-            extra={"delivery": fields},
+            (
+                svix_id,
+                event_type or "-",
+                subject or "-",
+                outcome,
+                ms,
+                f" — {reason}" if reason else "",
+            ),
+            None,
+            frame.f_code.co_name,
+            {"delivery": fields},
         )
+        log.handle(record)
