@@ -22,10 +22,13 @@ Transient or permanent is decided here, and only here:
   (503), so Svix retries. Losing an event is worse than retrying one that cannot succeed, and
   the log line names the cause. Deadlocks and serialization failures are retried here first
   (there should be none: each transaction first locks every object and svix id it touches in
-  one global order, see :func:`writes.lock_keys`).
+  one global order, see :func:`writes.lock_steps`).
 
-Batches (group commit) share one transaction and one list of statements, run in order — on
-PostgreSQL in a few round trips (:func:`writes.run`). If a batch fails, each delivery is retried
+Batches (group commit) share one transaction. A run of deliveries (as long as no two are about
+one object in a way that needs Python between them, :func:`plan_sql.starts_run`) goes as one
+statement for all its log rows and one per table for its upserts (:func:`plan_sql.run_steps`),
+run in order — on PostgreSQL in one round trip with the transaction's locks
+(:func:`writes.run`). If a batch fails, each delivery is retried
 in its own transaction, so one poisoned delivery cannot fail its neighbours. Nothing here asks
 which entity kind a delivery is about: the plan's writes carry their kind's declarations.
 """
@@ -57,17 +60,7 @@ from .hooks import (
     UserDeletedHook,
     idempotency_key,
 )
-from .plan_sql import (
-    applied,
-    erases,
-    key,
-    parent_values,
-    stale_reason,
-    starts_run,
-    statements_of,
-    steps_of,
-    write_steps,
-)
+from .plan_sql import OwnWrite, answered, erases, run_steps, stale_reason, starts_run, steps_of
 from .store import Tables, writes
 from .store.engine import WRITE_OPTIONS, checkpoint, is_sqlite
 
@@ -137,13 +130,48 @@ class _Recorded:
     seq: int
     count: int
     prior: str
-    applied: bool
-    """Whether the delivery's own write changed its row (always, for a delete)."""
+    refused: Sequence[Any] | None
+    """Why its own write changed nothing (see :func:`plan_sql.stale_reason`); None if it
+    did, as a delete always does."""
 
     @property
     def duplicate(self) -> bool:
         """A svix id already recorded, and not as ``failed`` (a failed one is decoded again)."""
         return self.count > 1 and self.prior != Status.FAILED
+
+
+class _Queue:
+    """Statements waiting to be sent, and the runs whose answers they hold: every run of a
+    batch goes in one :func:`writes.run` (one round trip on PostgreSQL), unless an
+    in-transaction hook needs answers first."""
+
+    def __init__(self, lead: list[writes.Step]) -> None:
+        self.steps: list[writes.Step] = list(lead)
+        self.runs: list[tuple[Sequence[_Prepared], list[OwnWrite | None], int, int]] = []
+
+    def add(self, stmts: writes.Statements, run: Sequence[_Prepared], now_ms: int) -> None:
+        if not run:
+            return
+        steps, own = run_steps(stmts, [(p.plan, p.delivery.svix_id) for p in run], now_ms)
+        start = len(self.steps)
+        self.steps.append(_record_step(stmts, run))
+        self.steps += steps
+        self.runs.append((run, own, start, len(self.steps)))
+
+    def send(self, conn: Connection) -> list[_Recorded]:
+        if not self.steps:
+            return []
+        answers = writes.run(conn, self.steps)
+        recorded: list[_Recorded] = []
+        for run, own, start, end in self.runs:
+            logged = writes.recorded(answers[start])
+            reasons = answered(own, answers[start + 1 : end])
+            recorded += (
+                _Recorded(p, *logged[p.delivery.svix_id], why)
+                for p, why in zip(run, reasons, strict=True)
+            )
+        self.steps, self.runs = [], []
+        return recorded
 
 
 class Receiver:
@@ -310,9 +338,8 @@ class Receiver:
                 with self.engine.connect() as conn:
                     conn = conn.execution_options(**WRITE_OPTIONS)
                     with conn.begin():
-                        if writes.needs_locks(conn):
-                            writes.lock_keys(conn, self.tables, _lock_keys(prepared))
-                        return self._apply(conn, prepared, int(self._clock() * 1000))
+                        lead = writes.lock_steps(conn, self.tables, _lock_keys(prepared))
+                        return self._apply(conn, prepared, int(self._clock() * 1000), lead)
             except Exception as exc:
                 if attempt < _RETRIES and _retryable(exc):
                     log.info("retrying after %s (attempt %d)", _cause(exc), attempt + 1)
@@ -320,58 +347,39 @@ class Receiver:
                 raise
         raise AssertionError("unreachable")
 
-    def _apply(self, conn: Connection, prepared: Sequence[_Prepared], now_ms: int) -> list[Outcome]:
+    def _apply(
+        self,
+        conn: Connection,
+        prepared: Sequence[_Prepared],
+        now_ms: int,
+        lead: list[writes.Step],
+    ) -> list[Outcome]:
         """Record and apply ``prepared`` in order, in as few round trips as the hooks allow:
-        a run of deliveries goes as one list of statements (each one's log row, then its
-        writes), then one list of questions about refused upserts, then one of final statuses.
+        every run's statements (its log rows, then its writes), after ``lead`` (the
+        transaction's locks), then one list of final statuses, orphans and outbox rows, if any.
         A delivery with in-transaction hooks waits for its log row to say whether it is a
         duplicate, since Python runs between its statements."""
         stmts = writes.statements(self.tables, conn.dialect)
-        final: dict[str, Status] = {}  # svix id → status, for a duplicate within the batch
-        outcomes: list[Outcome] = []
+        queue = _Queue(lead)
+        recorded: list[_Recorded] = []
         run: list[_Prepared] = []
-        owned: set[str] = set()  # the objects the run's deliveries are about
+        held: set[str] = set()  # the run's svix ids
         for p in prepared:
             hooks = self.hooks.matching(p.event_type) if p.plan and p.event_type else ()
             if not hooks:
-                if p.plan is not None and starts_run(p.plan, owned):
-                    outcomes += self._apply_run(conn, stmts, run, now_ms, final)
-                    run, owned = [], set()
+                if starts_run(p.plan, p.delivery.svix_id, held):
+                    queue.add(stmts, run, now_ms)
+                    run, held = [], set()
                 run.append(p)
-                if p.plan is not None:
-                    owned.add(key(p.plan.writes[0]))
+                held.add(p.delivery.svix_id)
                 continue
-            outcomes += self._apply_run(conn, stmts, run, now_ms, final)
-            run, owned = [], set()
-            outcomes += self._apply_hooked(conn, stmts, p, hooks, now_ms, final)
-        outcomes += self._apply_run(conn, stmts, run, now_ms, final)
-        return outcomes
-
-    def _apply_run(
-        self,
-        conn: Connection,
-        stmts: writes.Statements,
-        run: Sequence[_Prepared],
-        now_ms: int,
-        final: dict[str, Status],
-    ) -> list[Outcome]:
-        # A duplicate's writes are sent before its log row says it is one; they cannot change
-        # anything (the same version is never newer; a tombstone or delete again is a no-op),
-        # and their answers are ignored.
-        steps: list[writes.Step] = []
-        sizes: list[int] = []
-        for p in run:
-            steps.append(self._record_step(stmts, p))
-            own = write_steps(stmts, p.plan, now_ms, p.delivery.svix_id) if p.plan else []
-            sizes.append(len(own))
-            steps += own
-        answers = iter(writes.run(conn, steps))
-        recorded: list[_Recorded] = []
-        for p, size in zip(run, sizes, strict=True):
-            seq, count, prior = writes.record_values(next(answers))
-            results = [next(answers) for _ in range(size)]
-            recorded.append(_Recorded(p, seq, count, prior, applied(p.plan, results)))
-        return self._conclude(conn, stmts, recorded, final, now_ms)
+            queue.add(stmts, run, now_ms)
+            run, held = [], set()
+            recorded += queue.send(conn)
+            recorded.append(self._apply_hooked(conn, stmts, p, hooks, now_ms))
+        queue.add(stmts, run, now_ms)
+        recorded += queue.send(conn)
+        return self._conclude(conn, stmts, recorded, now_ms)
 
     def _apply_hooked(
         self,
@@ -380,15 +388,14 @@ class Receiver:
         p: _Prepared,
         hooks: Sequence[InTransactionHook],
         now_ms: int,
-        final: dict[str, Status],
-    ) -> list[Outcome]:
+    ) -> _Recorded:
         assert p.plan is not None
         assert p.event_type is not None
-        seq, count, prior = writes.record_values(writes.run(conn, [self._record_step(stmts, p)])[0])
-        r = _Recorded(p, seq, count, prior, False)
+        logged = writes.recorded(writes.run(conn, [_record_step(stmts, [p])])[0])
+        r = _Recorded(p, *logged[p.delivery.svix_id], None)
         if not r.duplicate:
             event = ChangeEvent(
-                p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {}, attempt=count
+                p.delivery.svix_id, p.event_type, p.plan.subject_id, p.data or {}, attempt=r.count
             )
             for hook in hooks:
                 name = f"{hook.__module__}:{getattr(hook, '__qualname__', '')}"
@@ -398,36 +405,27 @@ class Receiver:
                         event, idempotency_key=idempotency_key(name, event.svix_id)
                     ),
                 )
-            r.applied = applied(
-                p.plan, writes.run(conn, write_steps(stmts, p.plan, now_ms, p.delivery.svix_id))
-            )
-        return self._conclude(conn, stmts, [r], final, now_ms)
+            steps, own = run_steps(stmts, [(p.plan, p.delivery.svix_id)], now_ms)
+            r.refused = answered(own, writes.run(conn, steps))[0]
+        return r
 
     def _conclude(
         self,
         conn: Connection,
         stmts: writes.Statements,
         recorded: Sequence[_Recorded],
-        final: dict[str, Status],
         now_ms: int,
     ) -> list[Outcome]:
-        """Find out why refused upserts were refused, set final statuses, build outcomes."""
-        refused = [r for r in recorded if not r.duplicate and r.item.plan and not r.applied]
-        questions: list[writes.Step] = []
-        for r in refused:
-            assert r.item.plan is not None
-            own = r.item.plan.writes[0]
-            assert isinstance(own, Upsert)
-            entity = statements_of(stmts, own.kind)
-            questions.append((entity.why, {"id": own.id, **parent_values(own)}))
-        replies = iter(writes.run(conn, questions))
+        """Say why refused upserts were refused, set final statuses, build outcomes."""
+        final: dict[str, Status] = {}  # svix id → status, for a duplicate within the batch
         reasons: dict[int, str] = {}
         orphans: list[writes.Step] = []
-        for r in refused:
-            assert r.item.plan is not None
+        for r in recorded:
+            if r.duplicate or r.item.plan is None or r.refused is None:
+                continue
             upsert = r.item.plan.writes[0]
             assert isinstance(upsert, Upsert)
-            why, orphaned_at = stale_reason(upsert, next(replies)[0])
+            why, orphaned_at = stale_reason(upsert, r.refused)
             reasons[id(r)] = why
             if orphaned_at is not None:
                 # Its newest version belongs to a deleted parent: it goes as if the parent's
@@ -438,6 +436,7 @@ class Receiver:
 
         outcomes: list[Outcome] = []
         finishes: list[writes.Step] = []
+        enqueued: list[dict[str, Any]] = []
         for r in recorded:
             p, d = r.item, r.item.delivery
             if r.duplicate:
@@ -474,11 +473,13 @@ class Receiver:
                 )
             )
             if status == Status.PROCESSED and self.outbox and p.event_type:
-                finishes += self._enqueue(stmts, p, now_ms)
+                enqueued += self._enqueue(p, now_ms)
+        if enqueued:
+            finishes.append((stmts.enqueue, writes.rows_param(enqueued)))
         writes.run(conn, [*orphans, *finishes])
         return outcomes
 
-    def _enqueue(self, stmts: writes.Statements, p: _Prepared, now_ms: int) -> list[writes.Step]:
+    def _enqueue(self, p: _Prepared, now_ms: int) -> list[dict[str, Any]]:
         """The outbox rows of a processed delivery: one per matching after-commit hook."""
         assert p.event_type is not None
         assert p.plan is not None
@@ -504,32 +505,35 @@ class Receiver:
             "finished_at": None,
         }
         return [
-            (
-                stmts.enqueue,
-                {**common, "key": idempotency_key(name, p.delivery.svix_id), "handler": name},
-            )
+            {**common, "key": idempotency_key(name, p.delivery.svix_id), "handler": name}
             for name in names
         ]
 
-    def _record_step(self, stmts: writes.Statements, p: _Prepared) -> writes.Step:
-        d = p.delivery
-        return (
-            stmts.record,
-            {
-                "svix_id": d.svix_id,
-                "type": p.event_type,
-                "subject_id": p.subject_id,
-                "user_id": p.user_id,
-                "event_timestamp": p.event_timestamp,
-                "received_at": p.received_at,
-                "last_received_at": p.received_at,
-                "delivery_count": 1,
-                "status": p.status.value,
-                "error": p.reason,
-                "payload": log_text(d.body),
-                "source": d.source.value,
-            },
-        )
+
+def _record_step(stmts: writes.Statements, run: Sequence[_Prepared]) -> writes.Step:
+    """The log rows of ``run``, in its order."""
+    return (
+        stmts.record,
+        writes.rows_param(
+            [
+                {
+                    "svix_id": p.delivery.svix_id,
+                    "type": p.event_type,
+                    "subject_id": p.subject_id,
+                    "user_id": p.user_id,
+                    "event_timestamp": p.event_timestamp,
+                    "received_at": p.received_at,
+                    "last_received_at": p.received_at,
+                    "delivery_count": 1,
+                    "status": p.status.value,
+                    "error": p.reason,
+                    "payload": log_text(p.delivery.body),
+                    "source": p.delivery.source.value,
+                }
+                for p in run
+            ]
+        ),
+    )
 
 
 def default_tables() -> Tables:
@@ -538,7 +542,7 @@ def default_tables() -> Tables:
 
 
 def _lock_keys(prepared: Sequence[_Prepared]) -> list[str]:
-    """Every svix id and object a transaction will write about (see :func:`writes.lock_keys`)."""
+    """Every svix id and object a transaction will write about (see :func:`writes.lock_steps`)."""
     keys = {p.delivery.svix_id for p in prepared}
     for p in prepared:
         if p.plan is not None:

@@ -4,7 +4,12 @@ SQLAlchemy Core, compiled once per deployment and dialect, run by the driver.
 Ordering rules live in the statements themselves (``ON CONFLICT … WHERE excluded.sync_version >
 t.sync_version``, and ``NOT EXISTS`` a tombstone of the row or of any of its parents), so
 deciding and writing are one atomic step, correct without extra locking against anything but a
-concurrent delete (see :func:`lock_keys`).
+concurrent delete (see :func:`lock_steps`).
+
+A write statement takes its rows as one parameter, a JSON array (:func:`rows_param`), which the
+database unpacks itself — SQLite's ``json_each``, PostgreSQL's ``jsonb_to_recordset`` — so a
+batch's log rows are one statement, and its upserts one per table (per *layer*, see
+``receiver.py``), whatever their number: parsing and looping happen in C, not in Python.
 
 Statements run on the transaction's own DBAPI connection. Going through
 ``Connection.execute`` cost about 150 µs a statement in SQLAlchemy's Python code — more than
@@ -28,17 +33,21 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Executable,
+    Integer,
     Table,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
+    column,
     delete,
-    exists,
     func,
     literal,
     null,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,9 +66,11 @@ def json_text(value: Any) -> str:
 class Compiled:
     """One statement as SQL text for one dialect, and how to lay out its parameters."""
 
-    __slots__ = ("defaults", "order", "sql")
+    __slots__ = ("defaults", "order", "refused_only", "rows", "sql")
 
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
+    def __init__(
+        self, statement: Any, dialect: Dialect, *, rows: bool = False, refused_only: bool = False
+    ) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         # Values written into the statement itself (``delivery_count + 1``, a kind's name).
@@ -67,6 +78,13 @@ class Compiled:
             name: bind.value for name, bind in compiled.binds.items() if not bind.required
         }
         self.order: Sequence[str] | None = compiled.positiontup if compiled.positional else None
+        self.rows = rows
+        """Whether it takes :func:`rows_param`: many rows, in one execution on PostgreSQL, one
+        execution per row on SQLite (see :func:`_rows`)."""
+        self.refused_only = refused_only
+        """A question about the rows of the step before it: SQLite, which runs steps one at a
+        time, asks only about the rows that step did not write (their ``id`` is not in its
+        answer); PostgreSQL asks about all of them in the same round trip."""
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         merged = {**self.defaults, **values} if self.defaults else values
@@ -77,6 +95,57 @@ class Compiled:
 
 Step = tuple[Compiled, Mapping[str, Any]]
 """One statement to run and its values."""
+
+_ORDER = "ord"
+"""The key of each row's position in a :func:`rows_param` array."""
+
+
+def rows_param(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of a statement that writes ``rows`` (column → value, JSON columns already
+    text), in this order."""
+    return {"rows": rows}
+
+
+def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    numbered = [{**row, _ORDER: n} for n, row in enumerate(rows)]
+    # Column names are SQLAlchemy's ``quoted_name``, a ``str`` subclass orjson takes as a key
+    # only with this option.
+    return orjson.dumps(numbered, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _rows(dialect: str, table: Table, names: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """The source of a statement over many rows, and each of ``names`` as a column of it (a
+    JSON column cast from its text; ``b_svix_id``: the svix id of the delivery the row is from).
+
+    On PostgreSQL, the rows are one parameter, a JSON array the server unpacks
+    (``json_to_recordset``): one statement and one round trip for them all, with parsing and
+    looping in C. On SQLite, which runs in this process, the statement is for one row and runs
+    once per row: unpacking JSON there (``json_each``) cost twice as much per row as binding
+    its values, mostly for parsing the 2 KB bodies again for every column (``bench/README.md``).
+    """
+    types = {n: table.c[n].type if n in table.c else Text() for n in names}
+    if dialect != "postgresql":
+        return None, {n: bindparam(n, type_=t) for n, t in types.items()}
+    declared = [column(n, Text if isinstance(t, JSON) else t) for n, t in types.items()]
+    source = (
+        func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
+        .table_valued(*declared, column(_ORDER, Integer))
+        .render_derived("r", with_types=True)
+    )
+    columns = {
+        n: cast(source.c[n], t) if isinstance(t, JSON) else source.c[n] for n, t in types.items()
+    }
+    return source, {**columns, _ORDER: source.c[_ORDER]}
+
+
+def _select_rows(source: Any, columns: Sequence[Any], *where: Any, ordered: Any = None) -> Any:
+    """``SELECT columns FROM source WHERE …`` (no FROM for SQLite's one row). SQLite needs a
+    WHERE to parse an upsert after a SELECT."""
+    query = select(*columns).where(*(where or (true(),)))
+    if source is None:
+        return query
+    query = query.select_from(source)
+    return query.order_by(ordered) if ordered is not None else query
 
 
 def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -92,19 +161,20 @@ def _earliest(tombstones: Table, ins: Any) -> Any:
     )
 
 
-def _deleted_at(tables: Tables, kind: Any, id_param: str) -> Any:
-    """When the object ``kind``/``:id_param`` was deleted, or NULL."""
+def _deleted_at(tables: Tables, kind: Any, ident: str | Any) -> Any:
+    """When the object ``kind``/``ident`` was deleted, or NULL; ``ident`` names a parameter or
+    is an expression (a column of a statement's rows)."""
     t = tables.tombstones
-    return (
-        select(t.c.deleted_at)
-        .where(and_(t.c.kind == kind, t.c.id == bindparam(id_param)))
-        .scalar_subquery()
-    )
+    if isinstance(ident, str):
+        ident = bindparam(ident)
+    return select(t.c.deleted_at).where(and_(t.c.kind == kind, t.c.id == ident)).scalar_subquery()
 
 
-def _tombstoned(tables: Tables, kind: Any, id_param: str) -> Any:
-    t = tables.tombstones
-    return exists().where(and_(t.c.kind == kind, t.c.id == bindparam(id_param)))
+def _tombstoned(tables: Tables, kind: Any, ident: str | Any) -> Any:
+    """Whether ``kind``/``ident`` was deleted. A scalar subquery rather than ``EXISTS``: for a
+    statement over many rows PostgreSQL turns ``EXISTS`` into a join or a hashed subplan that
+    reads every tombstone of the kind; this stays one index probe per row."""
+    return _deleted_at(tables, kind, ident).is_not(None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,9 +184,11 @@ class EntityStatements:
     table: Table
     json_columns: frozenset[str]
     upsert: Compiled
+    """Rows (:func:`rows_param` of :meth:`upsert_values`), no id twice: each is written unless
+    a newer version is stored or it (or a parent) is tombstoned. The ids written come back."""
     why: Compiled
-    """``(tombstoned, each parent's deleted_at or NULL…, stored sync_version)`` of a refused
-    upsert."""
+    """Rows of ``id`` and the parent columns → ``(id, tombstoned, each parent's deleted_at or
+    NULL…, stored sync_version)``: why an upsert was refused, asked right after it."""
     delete: Compiled
     cascades: Mapping[str, Compiled]
     """Column → ``DELETE … WHERE column = :id``, one per parent kind column."""
@@ -143,13 +215,19 @@ class Statements:
         self.dialect = dialect
         d = dialect.name
         events, tombstones = tables.events, tables.tombstones
-        log_columns = [c.name for c in events.columns if c.name not in ("seq", "payload")]
-        ins = _insert(d, events)
-        payload = case(
-            (_tombstoned(tables, PERSONAL_KIND, "user_id"), null()), else_=bindparam("payload")
+        logged = [c.name for c in events.columns if c.name != "seq"]
+        source, row = _rows(d, events, logged)
+        # A body naming a deleted user is not kept (its erasure ran before it came).
+        row["payload"] = case(
+            (_tombstoned(tables, PERSONAL_KIND, row["user_id"]), null()), else_=row["payload"]
         )
-        self.record = self._compile(
-            ins.values({**{name: bindparam(name) for name in log_columns}, "payload": payload})
+        ins = _insert(d, events)
+        self.record = self._compile_rows(
+            ins.from_select(
+                logged,
+                # In their order, so ``seq`` follows arrival.
+                _select_rows(source, [row[n] for n in logged], ordered=row.get(_ORDER)),
+            )
             .on_conflict_do_update(
                 index_elements=[events.c.svix_id],
                 set_={
@@ -157,8 +235,10 @@ class Statements:
                     "last_received_at": ins.excluded.last_received_at,
                 },
             )
-            .returning(events.c.seq, events.c.delivery_count, events.c.status)
+            .returning(events.c.svix_id, events.c.seq, events.c.delivery_count, events.c.status)
         )
+        """Log rows, :func:`rows_param` of the events' columns; one row back per row written,
+        in any order: ``(svix_id, seq, delivery_count, status)``, a count of 1 for a new one."""
         self.finish = self._compile(
             update(events)
             .where(events.c.seq == bindparam("b_seq"))
@@ -172,11 +252,15 @@ class Statements:
         )
         outbox = tables.outbox
         enqueued = [c.name for c in outbox.columns if c.name != "id"]
-        self.enqueue = self._compile(
+        source, row = _rows(d, outbox, enqueued)
+        self.enqueue = self._compile_rows(
             _insert(d, outbox)
-            .values({name: bindparam(name) for name in enqueued})
+            .from_select(
+                enqueued, _select_rows(source, [row[n] for n in enqueued], ordered=row.get(_ORDER))
+            )
             .on_conflict_do_nothing(index_elements=[outbox.c.key])
         )
+        """Outbox rows, :func:`rows_param` of the outbox's columns but ``id``."""
         # A deleted user's data leaves the outbox too: now from the rows that ran, and from
         # each pending row once it has run (``store/outbox.py`` ``finish``) — every processed
         # delivery's hooks run, with the data they were written with.
@@ -205,21 +289,24 @@ class Statements:
         )
         self._entities: dict[str, EntityStatements] = {}
 
-    def _redelivered(self) -> Any:
+    def _redelivered(self, svix_id: Any) -> Any:
         """The delivery's svix id was recorded before (and did not fail): a redelivery, whose
         writes must change nothing — whatever its body says. Writes run in the same batch as
         their log row, before its answer is read, so this is checked in the statement."""
         events = self.tables.events
-        return exists().where(
-            and_(
-                events.c.svix_id == bindparam("b_svix_id"),
-                events.c.delivery_count > 1,
-                events.c.status != "failed",
-            )
+        # A scalar subquery (the svix id is unique), for the reason given in _tombstoned.
+        return (
+            select(and_(events.c.delivery_count > 1, events.c.status != "failed"))
+            .where(events.c.svix_id == svix_id)
+            .scalar_subquery()
+            .is_(True)
         )
 
     def _compile(self, statement: Executable) -> Compiled:
         return Compiled(statement, self.dialect)
+
+    def _compile_rows(self, statement: Executable, *, refused_only: bool = False) -> Compiled:
+        return Compiled(statement, self.dialect, rows=True, refused_only=refused_only)
 
     def entity(
         self, kind: str, parents: Mapping[str, str], scrubs: Mapping[str, tuple[str, str]]
@@ -236,20 +323,20 @@ class Statements:
     ) -> EntityStatements:
         table = self.tables.entity(kind)
         names = [c.name for c in table.columns]
-        guards = [~_tombstoned(self.tables, kind, "id")]
-        guards += [~_tombstoned(self.tables, parent, col) for col, parent in parents.items()]
-        guards.append(~self._redelivered())
-        values: dict[str, Any] = {n: bindparam(n, type_=table.c[n].type) for n in names}
+        source, row = _rows(self.dialect.name, table, [*names, "b_svix_id"])
+        guards = [~_tombstoned(self.tables, kind, row["id"])]
+        guards += [~_tombstoned(self.tables, parent, row[col]) for col, parent in parents.items()]
+        guards.append(~self._redelivered(row["b_svix_id"]))
+        values = {n: row[n] for n in names}
         for col, (target, key) in scrubs.items():
             # Written after its referent's delete (and scrub): arrive already scrubbed.
             values["data"] = case(
-                (_tombstoned(self.tables, target, col), self._without(values["data"], key)),
+                (_tombstoned(self.tables, target, row[col]), self._without(values["data"], key)),
                 else_=values["data"],
             )
-        row = select(*values.values()).where(*guards)
         ins = _insert(self.dialect.name, table)
         upsert = (
-            ins.from_select(names, row)
+            ins.from_select(names, _select_rows(source, list(values.values()), *guards))
             .on_conflict_do_update(
                 index_elements=[table.c.id],
                 set_={n: ins.excluded[n] for n in names if n != "id"},
@@ -257,10 +344,15 @@ class Statements:
             )
             .returning(table.c.id)
         )
-        why = select(
-            _tombstoned(self.tables, kind, "id"),
-            *[_deleted_at(self.tables, parent, col) for col, parent in parents.items()],
-            select(table.c.sync_version).where(table.c.id == bindparam("id")).scalar_subquery(),
+        asked, ask = _rows(self.dialect.name, table, ["id", *parents])
+        why = _select_rows(
+            asked,
+            [
+                ask["id"],
+                _tombstoned(self.tables, kind, ask["id"]),
+                *[_deleted_at(self.tables, parent, ask[col]) for col, parent in parents.items()],
+                select(table.c.sync_version).where(table.c.id == ask["id"]).scalar_subquery(),
+            ],
         )
         cascades = {
             col: self._compile(delete(table).where(table.c[col] == bindparam("b_parent")))
@@ -283,8 +375,8 @@ class Statements:
         return EntityStatements(
             table=table,
             json_columns=frozenset(c.name for c in table.columns if isinstance(c.type, JSON)),
-            upsert=self._compile(upsert),
-            why=self._compile(why),
+            upsert=self._compile_rows(upsert),
+            why=self._compile_rows(why, refused_only=True),
             delete=self._compile(delete(table).where(table.c.id == bindparam("id"))),
             cascades=cascades,
             cascade_tombstones=cascade_tombstones,
@@ -330,16 +422,26 @@ def run(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
     if conn.dialect.name != "postgresql":
         cursor = driver.cursor()
         try:
-            out = []
+            out: list[list[Any]] = []
             for compiled, values in steps:
-                cursor.execute(compiled.sql, compiled.params(values))
-                out.append(cursor.fetchall() if cursor.description else [])
+                rows = values["rows"] if compiled.rows else (values,)
+                if compiled.refused_only and out:
+                    written = {answer[0] for answer in out[-1]}
+                    rows = [row for row in rows if row["id"] not in written]
+                got: list[Any] = []
+                for row in rows:
+                    cursor.execute(compiled.sql, compiled.params(row))
+                    if cursor.description:
+                        got += cursor.fetchall()
+                out.append(got)
             return out
         finally:
             cursor.close()
     cursors = []
     with driver.pipeline():
         for compiled, values in steps:
+            if compiled.rows:
+                values = {"rows": _rows_json(values["rows"])}
             cursor = driver.cursor()
             cursor.execute(compiled.sql, compiled.params(values))
             cursors.append(cursor)
@@ -350,27 +452,23 @@ def run(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
             cursor.close()
 
 
-def record_values(rows: list[Any]) -> tuple[int, int, str]:
-    """The ``(seq, delivery_count, status)`` of a ``record`` step's rows: a count of 1 means
-    the svix id is new."""
-    seq, count, status = rows[0]
-    return int(seq), int(count), str(status)
+def recorded(rows: Sequence[Any]) -> dict[str, tuple[int, int, str]]:
+    """Svix id → ``(seq, delivery_count, status)`` from a ``record`` step's rows: a count of 1
+    means the svix id is new."""
+    return {
+        str(svix_id): (int(seq), int(count), str(status)) for svix_id, seq, count, status in rows
+    }
 
 
-def needs_locks(conn: Connection) -> bool:
-    """Whether transactions must lock their keys (PostgreSQL; SQLite has one writer)."""
-    return conn.dialect.name == "postgresql"
-
-
-def lock_keys(conn: Connection, tables: Tables, keys: Sequence[str]) -> None:
-    """Serialize transactions that touch the same objects or svix ids, across processes
-    (PostgreSQL; SQLite's single writer lock already does).
+def lock_steps(conn: Connection, tables: Tables, keys: Sequence[str]) -> list[Step]:
+    """The statement that serializes transactions touching the same objects or svix ids, across
+    processes (PostgreSQL; SQLite's single writer lock already does): to run first.
 
     Without it an update racing a delete on another replica could re-insert a deleted object.
     All of a transaction's locks are taken at its start in one statement, in one global order
     (by hash), so two batches that share keys queue instead of deadlocking: the row locks taken
     later (the log's unique svix id, the rows, the tombstones) are then never contended.
     """
-    if conn.dialect.name == "postgresql" and keys:
-        stmts = statements(tables, conn.dialect)
-        run(conn, [(stmts.advisory_locks, {"keys": list(keys)})])
+    if conn.dialect.name != "postgresql" or not keys:
+        return []
+    return [(statements(tables, conn.dialect).advisory_locks, {"keys": list(keys)})]
