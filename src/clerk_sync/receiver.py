@@ -476,7 +476,8 @@ class Receiver:
                 enqueued += self._enqueue(p, now_ms)
         if enqueued:
             finishes.append((stmts.enqueue, writes.rows_param(enqueued)))
-        writes.run(conn, [*orphans, *finishes])
+        if orphans or finishes:
+            writes.run(conn, [*orphans, *finishes])
         return outcomes
 
     def _enqueue(self, p: _Prepared, now_ms: int) -> list[dict[str, Any]]:
