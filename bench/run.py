@@ -1001,14 +1001,21 @@ def targets_check(results: list[Result], extras: dict[str, float]) -> list[str]:
         for t, d in (("clerk-sync", "sqlite"), ("verify_only", "-"), ("tutorial", "sqlite"))
     )
     if a and b:
-        verdict("(a)/(b) throughput, SQLite, 32 conns", a.rps / b.rps, 0.6)
+        verdict("(a)/(b) throughput, SQLite, 32 conns", a.rps / b.rps, 0.45)
     if a and c:
         verdict("(a)/(c) throughput, SQLite, 32 conns", a.rps / c.rps, 8)
     if a:
-        verdict("(a) p99 latency at 32 conns", a.p99_ms, 20, higher=False, unit=" ms")
+        verdict("(a) p99 latency, SQLite, 32 conns", a.p99_ms, 15, higher=False, unit=" ms")
     pg = table.get(("clerk-sync", "postgresql", 32, "user"))
     if pg and b:
-        verdict("(a)/(b) throughput, PostgreSQL, 32 conns", pg.rps / b.rps, 0.4)
+        verdict("(a)/(b) throughput, PostgreSQL, 32 conns", pg.rps / b.rps, 0.30)
+    if pg:
+        verdict("(a) p99 latency, PostgreSQL, 32 conns", pg.p99_ms, 25, higher=False, unit=" ms")
+    for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        user, org = (table.get(("clerk-sync", db, 32, mix)) for mix in ("user", "org"))
+        if user and org:
+            # "within 15%" of the user mix: slower by at most 15% (faster is within too).
+            verdict(f"org mix / user mix throughput, {name}, 32 conns", org.rps / user.rps, 0.85)
     if "big_ratio" in extras:
         verdict("throughput with 1,000,000 users / empty table", extras["big_ratio"], 0.8)
     if "rss_100k" in extras:
