@@ -98,8 +98,12 @@ class Kind:
         """The keys of an object's JSON in the API and ``--json``."""
         return self.fields or ("id", *self.column_names(), "synced_at")
 
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns()]
+    def column_names(self) -> tuple[str, ...]:
+        # ``columns`` builds new Column objects each call; this runs for every object decoded.
+        found = _COLUMN_NAMES.get(self.name)
+        if found is None:
+            found = _COLUMN_NAMES[self.name] = tuple(c.name for c in self.columns())
+        return found
 
     def values(self, obj: ClerkObject) -> dict[str, Any]:
         """The queried column values of a decoded object."""
@@ -205,6 +209,7 @@ def upsert(
 
 
 _LENGTHS: dict[str, dict[str, int]] = {}
+_COLUMN_NAMES: dict[str, tuple[str, ...]] = {}
 
 
 def _lengths(kind: Kind) -> dict[str, int]:

@@ -87,10 +87,10 @@ class Compiled:
         answer); PostgreSQL asks about all of them in the same round trip."""
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        merged = {**self.defaults, **values} if self.defaults else values
+        defaults = self.defaults
         if self.order is None:
-            return merged
-        return [merged[name] for name in self.order]
+            return {**defaults, **values} if defaults else values
+        return [values[name] if name in values else defaults[name] for name in self.order]
 
 
 Step = tuple[Compiled, Mapping[str, Any]]
