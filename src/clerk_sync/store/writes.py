@@ -2,14 +2,15 @@
 SQLAlchemy Core, compiled once per deployment and dialect, run by the driver.
 
 Ordering rules live in the statements themselves (``ON CONFLICT … WHERE excluded.sync_version >
-t.sync_version``, and ``NOT EXISTS`` a tombstone of the row or of any of its parents), so
-deciding and writing are one atomic step, correct without extra locking against anything but a
-concurrent delete (see :func:`lock_steps`).
+t.sync_version``, and no tombstone of the row or of any of its parents), so deciding and
+writing are one atomic step, correct without extra locking against anything but a concurrent
+delete (see :func:`lock_steps`).
 
-A write statement takes its rows as one parameter, a JSON array (:func:`rows_param`), which the
-database unpacks itself — SQLite's ``json_each``, PostgreSQL's ``jsonb_to_recordset`` — so a
-batch's log rows are one statement, and its upserts one per table (per *layer*, see
-``receiver.py``), whatever their number: parsing and looping happen in C, not in Python.
+The log rows, upserts, questions and outbox rows of a batch take their rows together
+(:func:`rows_param`): on PostgreSQL as one JSON parameter the server unpacks
+(``json_to_recordset``), so a run's log rows are one statement and its upserts one per table per
+layer (see :func:`clerk_sync.plan_sql.run_steps`), whatever their number; on SQLite the same
+statement for one row, executed once per row (see :func:`_rows` for why).
 
 Statements run on the transaction's own DBAPI connection. Going through
 ``Connection.execute`` cost about 150 µs a statement in SQLAlchemy's Python code — more than
@@ -101,8 +102,8 @@ _ORDER = "ord"
 
 
 def rows_param(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The values of a statement that writes ``rows`` (column → value, JSON columns already
-    text), in this order."""
+    """The values of a statement over ``rows`` (column → value, JSON columns already text),
+    taken in this order."""
     return {"rows": rows}
 
 
