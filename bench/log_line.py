@@ -5,8 +5,8 @@
 
 Logs delivery lines the way ``web/webhook.py`` does, on a running event loop (uvloop when
 installed, as uvicorn picks it), ``--per-turn`` lines per loop turn (1: one connection; more:
-a committed batch waking many requests at once). The baseline is the code as it was, copied
-below: ``Logger.log`` with ``extra``, ``formatTime`` per record and ``logging.StreamHandler``.
+a committed batch waking many requests at once). The baseline is the code as it was, kept in
+``tests/helpers/old_logformat.py`` (the tests hold the new formatters equal to it): ``Logger.log`` with ``extra``, ``formatTime`` per record and ``logging.StreamHandler``.
 Each lever is then added on top, in the same run and alternately:
 
 - ``formatter``: the formatters' per-second timestamp, level cache and one-pass cleaning;
@@ -33,128 +33,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-import orjson
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the old code, kept in tests/helpers
 
-from clerk_sync.logformat import (  # noqa: E402
-    _JSON_UNSAFE,
-    _LEVEL_COLOURS,
-    _RED,
-    _RESET,
-    JsonFormatter,
-    TextFormatter,
-    _clean,
-    _delivery_fields,
-    _indented,
-    _json_escape,
-    _outcome_colour,
-    escape_controls,
-    redact,
-)
+from tests.helpers.old_logformat import OldJsonFormatter, OldTextFormatter, old_log_line  # noqa: E402
+
+from clerk_sync.logformat import JsonFormatter, TextFormatter  # noqa: E402
 from clerk_sync.web import webhook  # noqa: E402
 
 LogLine = Callable[[str, str | None, str | None, str, float, str | None], None]
-
-
-# --- the code as it was ------------------------------------------------------------------------
-
-
-class OldTextFormatter(logging.Formatter):
-    def __init__(self, *, colour: bool = False) -> None:
-        super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
-        self.colour = colour
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, self.datefmt)
-        level = f"{record.levelname:<7}"
-        fields = _delivery_fields(record)
-        body = self._delivery(fields) if fields is not None else _clean(record.getMessage())
-        if self.colour and record.levelname in _LEVEL_COLOURS:
-            level = f"{_LEVEL_COLOURS[record.levelname]}{level}{_RESET}"
-        line = f"{stamp} {level} {body}"
-        if record.exc_info:
-            line += _indented(self.formatException(record.exc_info))
-        if record.stack_info:
-            line += _indented(self.formatStack(record.stack_info))
-        return line
-
-    def _delivery(self, fields: dict[str, Any]) -> str:
-        outcome = escape_controls(str(fields.get("outcome") or "-"))
-        ms = fields.get("ms")
-        head = " ".join(
-            _clean(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
-        )
-        timing = f"{float(ms):.1f}ms" if isinstance(ms, int | float) else "-"
-        reason = fields.get("reason")
-        tail = f" — {_clean(str(reason))}" if reason else ""
-        if not self.colour:
-            return f"{head} {outcome} {timing}{tail}"
-        colour = _outcome_colour(outcome)
-        if colour == _RED:
-            return f"{head} {_RED}{outcome}{_RESET} {timing}{_RED}{tail}{_RESET}"
-        return f"{head} {colour}{outcome}{_RESET} {timing}{tail}"
-
-
-class OldJsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, tz=UTC)
-        entry: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
-        fields = _delivery_fields(record)
-        if fields is not None:
-            for key, value in fields.items():
-                if key not in entry:
-                    entry[key] = redact(value) if isinstance(value, str) else value
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
-        line = orjson.dumps(entry, default=str).decode()
-        if line.isascii() and "\x7f" not in line:
-            return line
-        return _JSON_UNSAFE.sub(_json_escape, line)
-
-
-def old_log_line(
-    svix_id: str,
-    event_type: str | None,
-    subject: str | None,
-    outcome: str,
-    started: float,
-    reason: str | None,
-) -> None:
-    log = webhook.log
-    ms = (time.perf_counter() - started) * 1000
-    level = logging.WARNING if outcome.startswith(("rejected", "failed")) else logging.INFO
-    if log.isEnabledFor(level):
-        tail = f" — {reason}" if reason else ""
-        fields = {
-            "svix_id": svix_id,
-            "type": event_type,
-            "subject_id": subject,
-            "outcome": outcome,
-            "ms": round(ms, 2),
-            "reason": reason,
-        }
-        log.log(
-            level,
-            "%s %s %s %s %.1fms%s",
-            svix_id,
-            event_type or "-",
-            subject or "-",
-            outcome,
-            ms,
-            tail,
-            extra={"delivery": fields},
-        )
 
 
 # --- the measurement ---------------------------------------------------------------------------

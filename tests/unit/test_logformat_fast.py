@@ -13,93 +13,27 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from clerk_sync.logformat import (
-    _JSON_UNSAFE,
-    _LEVEL_COLOURS,
-    _RED,
-    _RESET,
-    JsonFormatter,
-    TextFormatter,
-    _clean,
-    _delivery_fields,
-    _indented,
-    _json_escape,
-    _outcome_colour,
-    escape_controls,
-    redact,
-)
+from clerk_sync.logformat import JsonFormatter, TextFormatter
 from clerk_sync.web import webhook
+from tests.helpers.old_logformat import OldJsonFormatter, OldTextFormatter, old_time
 from tests.unit.test_logformat import delivery_record
 
-# --- the reference: the formatters as they were ------------------------------------------------
+# --- the reference: the formatters as they were (tests/helpers/old_logformat.py) -------------
 
 
 def reference_text(record: logging.LogRecord, colour: bool) -> str:
-    base = logging.Formatter()
-    stamp = base.formatTime(record, "%Y-%m-%d %H:%M:%S")
-    level = f"{record.levelname:<7}"
-    fields = _delivery_fields(record)
-    if fields is None:
-        body = _clean(record.getMessage())
-    else:
-        outcome = escape_controls(str(fields.get("outcome") or "-"))
-        ms = fields.get("ms")
-        head = " ".join(
-            _clean(str(fields.get(key) or "-")) for key in ("svix_id", "type", "subject_id")
-        )
-        timing = f"{float(ms):.1f}ms" if isinstance(ms, int | float) else "-"
-        reason = fields.get("reason")
-        tail = f" — {_clean(str(reason))}" if reason else ""
-        if not colour:
-            body = f"{head} {outcome} {timing}{tail}"
-        elif (paint := _outcome_colour(outcome)) == _RED:
-            body = f"{head} {_RED}{outcome}{_RESET} {timing}{_RED}{tail}{_RESET}"
-        else:
-            body = f"{head} {paint}{outcome}{_RESET} {timing}{tail}"
-    if colour and record.levelname in _LEVEL_COLOURS:
-        level = f"{_LEVEL_COLOURS[record.levelname]}{level}{_RESET}"
-    line = f"{stamp} {level} {body}"
-    if record.exc_info:
-        line += _indented(base.formatException(record.exc_info))
-    if record.stack_info:
-        line += _indented(base.formatStack(record.stack_info))
-    return line
-
-
-def reference_time(created: float) -> str:
-    when = datetime.fromtimestamp(created, tz=UTC)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return OldTextFormatter(colour=colour).format(record)
 
 
 def reference_json(record: logging.LogRecord) -> str:
-    entry: dict[str, Any] = {
-        "time": reference_time(record.created),
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "message": redact(record.getMessage()),
-    }
-    fields = _delivery_fields(record)
-    if fields is not None:
-        for key, value in fields.items():
-            if key not in entry:
-                entry[key] = redact(value) if isinstance(value, str) else value
-    if record.exc_info:
-        entry["exception"] = redact(logging.Formatter().formatException(record.exc_info))
-    line = orjson.dumps(entry, default=str).decode()
-    if line.isascii() and "\x7f" not in line:
-        return line
-    return _JSON_UNSAFE.sub(_json_escape, line)
+    return OldJsonFormatter().format(record)
 
-
-# --- the formatters ----------------------------------------------------------------------------
 
 NASTY = st.sampled_from(
     [
@@ -211,7 +145,7 @@ def test_plain_lines_are_what_the_plain_formatters_wrote(
 @settings(max_examples=2000, deadline=None, derandomize=True, database=None)
 @given(created=CREATED)
 def test_json_time_rounds_and_carries_as_datetime_does(created: float) -> None:
-    assert JsonFormatter()._time(created) == reference_time(created)
+    assert JsonFormatter()._time(created) == old_time(created)
 
 
 def test_tracebacks_and_stacks_are_what_they_were() -> None:
