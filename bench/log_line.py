@@ -6,7 +6,8 @@
 Logs delivery lines the way ``web/webhook.py`` does, on a running event loop (uvloop when
 installed, as uvicorn picks it), ``--per-turn`` lines per loop turn (1: one connection; more:
 a committed batch waking many requests at once). The baseline is the code as it was, kept in
-``tests/helpers/old_logformat.py`` (the tests hold the new formatters equal to it): ``Logger.log`` with ``extra``, ``formatTime`` per record and ``logging.StreamHandler``.
+``tests/helpers/old_logformat.py`` (the tests hold the new formatters equal to it):
+``Logger.log`` with ``extra``, ``formatTime`` per record and ``logging.StreamHandler``.
 Each lever is then added on top, in the same run and alternately:
 
 - ``formatter``: the formatters' per-second timestamp, level cache and one-pass cleaning;
